@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libossuary: the Ossuary handshake and record layer (PROTOCOL.md v2).
+ *
+ * Two ways to use it:
+ *  - as a filter over buffers, for any transport (the original Ossuary
+ *    API): the application moves bytes, the library seals and opens;
+ *  - on a connected socket: ossuary_handshake_fd() runs the handshake,
+ *    then ossuary_offload() hands the record layer to the kernel module
+ *    (plain read/write/sendfile from then on), or ossuary_read() and
+ *    ossuary_write() keep it in userspace on the same fd.
+ *
+ * Every function returns a negative OSSUARY_ERR_* code on failure.
+ */
+#ifndef OSSUARY_H
+#define OSSUARY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct OssuaryConnection OssuaryConnection;
+
+typedef enum {
+	CONN_TYPE_CLIENT = 0x00,
+	CONN_TYPE_AUTHENTICATED_SERVER = 0x01,
+	CONN_TYPE_UNAUTHENTICATED_SERVER = 0x02,
+} connection_type_t;
+
+enum {
+	OSSUARY_OK = 0,
+	OSSUARY_ERR_INVALID = -1,		/* a bad argument (NULL, zero, oversize) */
+	OSSUARY_ERR_BUFFER_TOO_SMALL = -2,	/* the output buffer cannot hold the next record */
+	OSSUARY_ERR_PROTOCOL = -3,		/* malformed or unexpected record from the peer */
+	OSSUARY_ERR_DECRYPT = -4,		/* a record failed to open */
+	OSSUARY_ERR_AUTH = -5,			/* peer signature bad, or peer key not authorized */
+	OSSUARY_ERR_STATE = -6,			/* call not valid in the connection's current stage */
+	OSSUARY_ERR_RESET = -7,			/* channel dropped back to the handshake (RESET exchange) */
+	OSSUARY_ERR_EOF = -8,			/* peer closed its direction cleanly (DISCONNECT(0)) */
+	OSSUARY_ERR_TRUNCATED = -9,		/* transport ended without DISCONNECT(0) */
+	OSSUARY_ERR_DISCONNECTED = -10,		/* peer ended the connection with an error reason */
+	OSSUARY_ERR_REFUSED = -11,		/* peer refused our authentication (DISCONNECT(2)) */
+	OSSUARY_ERR_TOO_MANY_RESETS = -12,	/* fifth reset exchange refused; connection failed */
+	OSSUARY_ERR_NO_MEMORY = -13,
+	OSSUARY_ERR_IO = -14,			/* the transport failed; errno says why */
+	OSSUARY_ERR_TIMEOUT = -15,
+	OSSUARY_ERR_NO_KERNEL = -16,		/* the ossuary kernel module is not available */
+	OSSUARY_ERR_KEY_FILE = -17,		/* key file unreadable, malformed or too open */
+	OSSUARY_ERR_KEY_CHANGED = -18,		/* known-hosts: the host presented a different key */
+	OSSUARY_ERR_CRYPTO = -19,		/* crypto library failure */
+	OSSUARY_ERR_WOULD_BLOCK = -64,		/* need more input or output room; call again */
+	OSSUARY_ERR_UNTRUSTED_SERVER = -65,	/* TOFU pause: approve the key or refuse */
+};
+
+#define OSSUARY_KEY_LEN 32			/* Ed25519 secret seed and public key */
+#define OSSUARY_MAX_PLAINTEXT 16384		/* bytes of application data per record */
+#define OSSUARY_MAX_RECORD (4 + 16384 + 16)	/* largest record on the wire */
+
+/* A human-readable message for an OSSUARY_* code. Never NULL. */
+const char *ossuary_strerror(int err);
+
+/* ---- The filter API (the seeds' C API, lengths widened to size_t) ---- */
+
+/* auth_secret_key: NULL, or this side's 32-byte Ed25519 secret seed. */
+OssuaryConnection *ossuary_create_connection(connection_type_t type,
+					     const uint8_t auth_secret_key[32]);
+/* Wipes all key material and frees; sets *conn to NULL. */
+int ossuary_destroy_connection(OssuaryConnection **conn);
+int ossuary_set_secret_key(OssuaryConnection *conn, const uint8_t key[32]);
+int ossuary_add_authorized_key(OssuaryConnection *conn, const uint8_t key[32]);
+int ossuary_add_authorized_keys(OssuaryConnection *conn,
+				const uint8_t (*keys)[32], size_t count);
+/* Copies the peer's public key (32 bytes); OSSUARY_ERR_STATE before one is known. */
+int ossuary_remote_public_key(OssuaryConnection *conn, uint8_t *key_buf,
+			      size_t key_buf_len);
+int ossuary_generate_auth_keypair(uint8_t secret_key[32], uint8_t public_key[32]);
+
+/*
+ * Handshake. recv: *in_len is the bytes available in, and on return the
+ * bytes consumed. send: *out_len is the room in out, and on return the
+ * bytes written. Both return >= 0 on progress or a negative code.
+ */
+int ossuary_recv_handshake(OssuaryConnection *conn, const uint8_t *in,
+			   size_t *in_len);
+int ossuary_send_handshake(OssuaryConnection *conn, uint8_t *out,
+			   size_t *out_len);
+/*
+ * 1 when established, 0 while handshaking, OSSUARY_ERR_UNTRUSTED_SERVER
+ * at the trust-on-first-use pause (approve with ossuary_approve_server(),
+ * or refuse with ossuary_refuse_server()), another negative code when
+ * the handshake failed.
+ */
+int ossuary_handshake_done(const OssuaryConnection *conn);
+int ossuary_approve_server(OssuaryConnection *conn);
+int ossuary_refuse_server(OssuaryConnection *conn);
+
+/*
+ * Established channel. send_data seals in_len bytes (split into records
+ * of at most OSSUARY_MAX_PLAINTEXT) into out; returns bytes of input
+ * taken, *out_len set to bytes written. recv_data opens whole records
+ * from in (*in_len: available, then consumed) into out (*out_len: room,
+ * then written); returns bytes delivered, or OSSUARY_ERR_WOULD_BLOCK
+ * for a partial record, OSSUARY_ERR_EOF, OSSUARY_ERR_RESET, ...
+ */
+ssize_t ossuary_send_data(OssuaryConnection *conn, const uint8_t *in,
+			  size_t in_len, uint8_t *out, size_t *out_len);
+ssize_t ossuary_recv_data(OssuaryConnection *conn, const uint8_t *in,
+			  size_t *in_len, uint8_t *out, size_t *out_len);
+/* Writes any owed output (replies, RESET, DISCONNECT); returns bytes written. */
+ssize_t ossuary_flush(OssuaryConnection *conn, uint8_t *out, size_t out_len);
+/* Queue a KEY_UPDATE (request_reply 0 or 1) and a DISCONNECT(reason). */
+int ossuary_key_update(OssuaryConnection *conn, int request_reply);
+int ossuary_disconnect(OssuaryConnection *conn, int reason);
+/* Tell the library that the transport reported end-of-file. */
+int ossuary_recv_eof(OssuaryConnection *conn);
+
+/* ---- The socket API ---- */
+
+/*
+ * Run the whole handshake on a connected stream fd. Blocking fds block
+ * (at most timeout_ms, < 0 for none); non-blocking fds return
+ * OSSUARY_ERR_WOULD_BLOCK with *wait_events (POLLIN/POLLOUT) to poll
+ * for before calling ossuary_handshake_step() again. Never reads past
+ * the last handshake record.
+ */
+int ossuary_handshake_fd(OssuaryConnection *conn, int fd, int timeout_ms);
+int ossuary_handshake_step(OssuaryConnection *conn, int fd, short *wait_events);
+
+#define OSSUARY_OFFLOAD_FALLBACK 0x1	/* stay in userspace if the module is absent */
+enum ossuary_mode {
+	OSSUARY_MODE_HANDSHAKE = 0,
+	OSSUARY_MODE_USERSPACE = 1,	/* ossuary_read()/ossuary_write() seal and open */
+	OSSUARY_MODE_KERNEL = 2,	/* the socket itself seals and opens */
+};
+/*
+ * After the handshake: attach the "ossuary" ULP and install both traffic
+ * secrets. Returns OSSUARY_MODE_KERNEL, or OSSUARY_ERR_NO_KERNEL when
+ * the module is missing (OSSUARY_MODE_USERSPACE with the FALLBACK flag).
+ */
+int ossuary_offload(OssuaryConnection *conn, int fd, unsigned int flags);
+int ossuary_mode(const OssuaryConnection *conn);
+
+/* Read/write application bytes on fd in either mode (pass-through once offloaded). */
+ssize_t ossuary_write(OssuaryConnection *conn, int fd, const void *buf, size_t len);
+ssize_t ossuary_read(OssuaryConnection *conn, int fd, void *buf, size_t len);
+/* Send DISCONNECT(0) and shut down the write side. */
+int ossuary_shutdown(OssuaryConnection *conn, int fd);
+
+/* ---- Key files ---- */
+
+/* Secret key file: mode 0600, refuses to overwrite; public key file beside it. */
+int ossuary_write_keypair(const char *secret_path, const char *public_path);
+/* Refuses a secret key file that group or others can read. */
+int ossuary_load_secret_key(const char *path, uint8_t key[32]);
+int ossuary_load_public_key(const char *path, uint8_t key[32]);
+/* One or more public keys, one per line; returns the count loaded. */
+int ossuary_load_authorized_keys(OssuaryConnection *conn, const char *path);
+/*
+ * Known hosts (trust on first use): OSSUARY_OK when host is listed with
+ * this key, OSSUARY_ERR_UNTRUSTED_SERVER when the host is not listed,
+ * OSSUARY_ERR_KEY_CHANGED when it is listed with a different key.
+ */
+int ossuary_known_hosts_check(const char *path, const char *host,
+			      const uint8_t key[32]);
+int ossuary_known_hosts_add(const char *path, const char *host,
+			    const uint8_t key[32]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* OSSUARY_H */

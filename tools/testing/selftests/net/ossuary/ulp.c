@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Ossuary foundation tests: the "ossuary" TCP ULP is registered and
+ * attaches where kTLS would, and fails where kTLS does.
+ */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include "kselftest_harness.h"
+
+/*
+ * A skip whose reason starts with "optional:" is an environment that
+ * lacks something besides ossuary; run.sh does not turn those into
+ * failures. Every other skip means the module is missing.
+ */
+#define REQUIRE_OSSUARY() do {						\
+	if (oss_ulp_listed() != 1)					\
+		SKIP(return, "ossuary ULP not registered (module not loaded)"); \
+} while (0)
+
+TEST(available_ulp)
+{
+	int listed = oss_ulp_listed();
+
+	ASSERT_NE(-1, listed) TH_LOG("cannot read tcp_available_ulp");
+	if (!listed)
+		SKIP(return, "ossuary ULP not registered (module not loaded)");
+	ASSERT_EQ(1, listed);
+}
+
+FIXTURE(ulp)
+{
+	int client;
+	int server;
+};
+
+FIXTURE_VARIANT(ulp)
+{
+	int family;
+	bool mapped;
+};
+
+FIXTURE_VARIANT_ADD(ulp, ipv4)
+{
+	.family = AF_INET,
+};
+
+FIXTURE_VARIANT_ADD(ulp, ipv6)
+{
+	.family = AF_INET6,
+};
+
+/* An AF_INET6 socket carrying IPv4 (::ffff:127.0.0.1): IPv4 ops under v6 */
+FIXTURE_VARIANT_ADD(ulp, ipv6_mapped)
+{
+	.family = AF_INET6,
+	.mapped = true,
+};
+
+FIXTURE_SETUP(ulp)
+{
+	int ret;
+
+	self->client = self->server = -1;
+	REQUIRE_OSSUARY();
+	ret = oss_tcp_pair_ex(variant->family, variant->mapped,
+			      &self->client, &self->server);
+	ASSERT_EQ(0, ret) TH_LOG("%s loopback pair: %s",
+				 oss_family_name(variant->family), strerror(-ret));
+}
+
+FIXTURE_TEARDOWN(ulp)
+{
+	if (self->client >= 0)
+		close(self->client);
+	if (self->server >= 0)
+		close(self->server);
+}
+
+static void ulp_name(int fd, char *name, size_t size)
+{
+	socklen_t len = size;
+
+	memset(name, 0, size);
+	if (getsockopt(fd, SOL_TCP, TCP_ULP, name, &len))
+		snprintf(name, size, "<getsockopt: %s>", strerror(errno));
+}
+
+TEST_F(ulp, attach_client)
+{
+	char name[32];
+
+	ASSERT_EQ(0, oss_attach(self->client));
+	ulp_name(self->client, name, sizeof(name));
+	EXPECT_STREQ(OSS_ULP_NAME, name);
+}
+
+TEST_F(ulp, attach_accepted)
+{
+	char name[32];
+
+	ASSERT_EQ(0, oss_attach(self->server));
+	ulp_name(self->server, name, sizeof(name));
+	EXPECT_STREQ(OSS_ULP_NAME, name);
+}
+
+TEST_F(ulp, attach_both_ends)
+{
+	ASSERT_EQ(0, oss_attach(self->client));
+	ASSERT_EQ(0, oss_attach(self->server));
+}
+
+TEST_F(ulp, attach_twice_eexist)
+{
+	char name[32];
+
+	ASSERT_EQ(0, oss_attach(self->client));
+	EXPECT_EQ(-EEXIST, oss_attach(self->client));
+	/* the first attachment is intact */
+	ulp_name(self->client, name, sizeof(name));
+	EXPECT_STREQ(OSS_ULP_NAME, name);
+}
+
+TEST_F(ulp, attach_after_tls_eexist)
+{
+	static const char tls[] = "tls";
+
+	if (setsockopt(self->client, SOL_TCP, TCP_ULP, tls, sizeof(tls))) {
+		if (errno == ENOENT)
+			SKIP(return, "optional: tls ULP not available");
+		ASSERT_EQ(0, -errno) TH_LOG("attach tls: %s", strerror(errno));
+	}
+	EXPECT_EQ(-EEXIST, oss_attach(self->client));
+}
+
+TEST_F(ulp, tls_after_attach_fails)
+{
+	static const char tls[] = "tls";
+	char name[32];
+	int ret;
+
+	ASSERT_EQ(0, oss_attach(self->client));
+	ret = setsockopt(self->client, SOL_TCP, TCP_ULP, tls, sizeof(tls));
+	EXPECT_EQ(-1, ret);
+	/* EEXIST, or ENOENT when the tls module is absent */
+	EXPECT_TRUE(errno == EEXIST || errno == ENOENT)
+		TH_LOG("errno %d (%s)", errno, strerror(errno));
+	ulp_name(self->client, name, sizeof(name));
+	EXPECT_STREQ(OSS_ULP_NAME, name);
+}
+
+TEST_F(ulp, attach_listening_enotconn)
+{
+	struct sockaddr_storage ss = {};
+	socklen_t len;
+	int lfd;
+
+	lfd = socket(variant->mapped ? AF_INET6 : variant->family,
+		     SOCK_STREAM, 0);
+	ASSERT_GE(lfd, 0);
+	if (variant->family == AF_INET) {
+		struct sockaddr_in *a = (void *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		len = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (void *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_addr = in6addr_loopback;
+		len = sizeof(*a);
+	}
+	ASSERT_EQ(0, bind(lfd, (void *)&ss, len));
+	ASSERT_EQ(0, listen(lfd, 1));
+	EXPECT_EQ(-ENOTCONN, oss_attach(lfd));
+	/* the listener still works and its children are plain TCP */
+	close(lfd);
+}
+
+TEST_F(ulp, attach_unconnected_enotconn)
+{
+	int fd = socket(variant->mapped ? AF_INET6 : variant->family,
+			SOCK_STREAM, 0);
+
+	ASSERT_GE(fd, 0);
+	EXPECT_EQ(-ENOTCONN, oss_attach(fd));
+	/* and a failed attach leaves no ULP behind: a second try fails the same */
+	EXPECT_EQ(-ENOTCONN, oss_attach(fd));
+	close(fd);
+}
+
+TEST_F(ulp, attach_bound_unconnected_enotconn)
+{
+	struct sockaddr_storage ss = {};
+	socklen_t len;
+	int fd = socket(variant->mapped ? AF_INET6 : variant->family,
+			SOCK_STREAM, 0);
+
+	ASSERT_GE(fd, 0);
+	if (variant->family == AF_INET) {
+		struct sockaddr_in *a = (void *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		len = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (void *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_addr = in6addr_loopback;
+		len = sizeof(*a);
+	}
+	ASSERT_EQ(0, bind(fd, (void *)&ss, len));
+	EXPECT_EQ(-ENOTCONN, oss_attach(fd));
+	close(fd);
+}
+
+/* A failed attach must not leave the socket unusable */
+TEST_F(ulp, listening_child_attach_after_failure)
+{
+	struct sockaddr_storage ss = {};
+	socklen_t len = sizeof(ss);
+	int lfd, c, s;
+
+	lfd = socket(variant->mapped ? AF_INET6 : variant->family,
+		     SOCK_STREAM, 0);
+	ASSERT_GE(lfd, 0);
+	if (variant->family == AF_INET) {
+		struct sockaddr_in *a = (void *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		len = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (void *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_addr = in6addr_loopback;
+		len = sizeof(*a);
+	}
+	ASSERT_EQ(0, bind(lfd, (void *)&ss, len));
+	ASSERT_EQ(0, listen(lfd, 1));
+	ASSERT_EQ(-ENOTCONN, oss_attach(lfd));
+	ASSERT_EQ(0, getsockname(lfd, (void *)&ss, &len));
+	c = socket(ss.ss_family, SOCK_STREAM, 0);
+	ASSERT_GE(c, 0);
+	ASSERT_EQ(0, connect(c, (void *)&ss, len));
+	s = accept(lfd, NULL, NULL);
+	ASSERT_GE(s, 0);
+	/* the accepted child has no ULP yet: attaching it works */
+	EXPECT_EQ(0, oss_attach(s));
+	close(s);
+	close(c);
+	close(lfd);
+}
+
+/* CLOSE_WAIT is not ESTABLISHED: kTLS says ENOTCONN there too */
+TEST_F(ulp, attach_after_peer_fin_enotconn)
+{
+	char c;
+
+	ASSERT_EQ(0, shutdown(self->server, SHUT_WR));
+	ASSERT_EQ(0, recv(self->client, &c, 1, 0));
+	EXPECT_EQ(-ENOTCONN, oss_attach(self->client));
+}
+
+TEST_F(ulp, attach_then_close_with_pending_data)
+{
+	char buf[64] = "plain bytes before the attach";
+
+	/* bytes queued before attach, unread, then everything closes */
+	ASSERT_EQ((ssize_t)sizeof(buf), send(self->client, buf, sizeof(buf), 0));
+	ASSERT_EQ(0, oss_attach(self->server));
+	ASSERT_EQ(0, oss_attach(self->client));
+	close(self->server);
+	self->server = -1;
+	close(self->client);
+	self->client = -1;
+}
+
+TEST_F(ulp, many_attach_close_cycles)
+{
+	for (int i = 0; i < 64; i++) {
+		int c, s;
+
+		ASSERT_EQ(0, oss_tcp_pair_ex(variant->family, variant->mapped,
+					     &c, &s));
+		ASSERT_EQ(0, oss_attach(c)) TH_LOG("cycle %d", i);
+		ASSERT_EQ(0, oss_attach(s)) TH_LOG("cycle %d", i);
+		close(i & 1 ? c : s);
+		close(i & 1 ? s : c);
+	}
+}
+
+TEST_HARNESS_MAIN

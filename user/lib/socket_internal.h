@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The socket layer's view of the core connection.
+ *
+ * socket.c builds only on the public filter API, plus the two narrow
+ * hooks below, which export.c implements against the core's private
+ * struct (internal.h). Nothing else of the core is touched from here.
+ */
+#ifndef OSSUARY_SOCKET_INTERNAL_H
+#define OSSUARY_SOCKET_INTERNAL_H
+
+#include <stdint.h>
+
+#include "ossuary.h"
+
+/*
+ * Copy out the current application traffic secrets and the next
+ * sequence number of each direction (tx: what we seal, rx: what we
+ * open). OSSUARY_ERR_STATE unless the connection is established.
+ * The caller wipes the secrets when done with them.
+ */
+int ossuary__export_traffic(const OssuaryConnection *c, uint8_t tx_secret[32],
+			    uint64_t *tx_seq, uint8_t rx_secret[32],
+			    uint64_t *rx_seq);
+
+/*
+ * Per-connection socket state, owned by socket.c. It hangs off the
+ * connection so that it lives and dies with it: ossuary__sock_attach()
+ * stores it together with a destructor, which the core's
+ * ossuary_destroy_connection() calls (through export.c) before it wipes
+ * and frees the connection.
+ */
+struct ossuary_sock;
+struct ossuary_sock *ossuary__sock_get(const OssuaryConnection *c);
+int ossuary__sock_attach(OssuaryConnection *c, struct ossuary_sock *s,
+			 void (*destroy)(struct ossuary_sock *s));
+
+#endif /* OSSUARY_SOCKET_INTERNAL_H */

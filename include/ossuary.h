@@ -117,6 +117,30 @@ int ossuary_key_update(OssuaryConnection *conn, int request_reply);
 int ossuary_disconnect(OssuaryConnection *conn, int reason);
 /* Tell the library that the transport reported end-of-file. */
 int ossuary_recv_eof(OssuaryConnection *conn);
+/*
+ * Start a RESET exchange ("drop back to the handshake"): queues a RESET;
+ * the peer's records are then opened and discarded until its RESET
+ * arrives, when recv_data returns OSSUARY_ERR_RESET and the handshake
+ * runs again on the same stream. The fifth exchange on a connection is
+ * refused (OSSUARY_ERR_TOO_MANY_RESETS).
+ */
+int ossuary_reset(OssuaryConnection *conn);
+
+/*
+ * Events, in the order they happened, for applications that want more
+ * than the return codes say (a key update applied, for instance).
+ * ossuary_next_event() returns the oldest unread one and forgets it, or
+ * 0 when none is left. At most the last 32 are kept.
+ */
+enum {
+	OSSUARY_EVENT_NONE = 0,
+	OSSUARY_EVENT_HANDSHAKE_DONE = 1,	/* the channel is established */
+	OSSUARY_EVENT_KEY_UPDATE = 2,		/* peer updated its key: KEY_UPDATE(0) */
+	OSSUARY_EVENT_KEY_UPDATE_REQUESTED = 3,	/* KEY_UPDATE(1): updated, our reply queued */
+	OSSUARY_EVENT_END_OF_FILE = 4,		/* peer sent DISCONNECT(0) */
+	OSSUARY_EVENT_RESET = 5,		/* a reset exchange completed */
+};
+int ossuary_next_event(OssuaryConnection *conn);
 
 /* ---- The socket API ---- */
 

@@ -198,27 +198,29 @@ static int load_key(const char *path, uint8_t key[OSSUARY_KEY_LEN], int secret)
 {
 	char buf[KEY_FILE_MAX];
 	size_t len = 0;
-	int fd, rc;
+	int fd, rc, e;
 
 	if (!path || !*path || !key)
 		return OSSUARY_ERR_INVALID;
 	if (sodium_init() < 0)
 		return OSSUARY_ERR_CRYPTO;
 	rc = open_key_file(path, secret, &fd);
-	if (rc != OSSUARY_OK)
-		return rc;
-	/* The hex text of a secret key is as secret as the key: keep it off swap. */
-	sodium_mlock(buf, sizeof(buf));
-	rc = read_small(fd, buf, sizeof(buf), &len);
-	if (rc == OSSUARY_OK)
-		rc = parse_single_key(buf, len, key);
-	sodium_munlock(buf, sizeof(buf));	/* also wipes buf */
-	close(fd);
+	if (rc == OSSUARY_OK) {
+		/* The hex text of a secret key is as secret as the key: keep it off swap. */
+		sodium_mlock(buf, sizeof(buf));
+		rc = read_small(fd, buf, sizeof(buf), &len);
+		if (rc == OSSUARY_OK)
+			rc = parse_single_key(buf, len, key);
+		e = errno;
+		sodium_munlock(buf, sizeof(buf));	/* also wipes buf */
+		close(fd);
+		errno = e;	/* the cause, not munlock's or close's leftovers */
+	}
 	/* A public key of zeros means "no key" on the wire: never load one. */
 	if (rc == OSSUARY_OK && !secret && sodium_is_zero(key, OSSUARY_KEY_LEN))
 		rc = fail(EINVAL);
 	if (rc != OSSUARY_OK)
-		sodium_memzero(key, OSSUARY_KEY_LEN);
+		sodium_memzero(key, OSSUARY_KEY_LEN);	/* no half-result */
 	return rc;
 }
 
@@ -287,7 +289,7 @@ int ossuary_write_keypair(const char *secret_path, const char *public_path)
 	char pub_text[sizeof(public_comment) + KEY_HEX_LEN + 1];
 	size_t clen = sizeof(secret_comment) - 1, plen = sizeof(public_comment) - 1;
 	struct stat st;
-	int rc;
+	int rc, e;
 
 	if (!secret_path || !*secret_path || !public_path || !*public_path)
 		return OSSUARY_ERR_INVALID;
@@ -306,17 +308,19 @@ int ossuary_write_keypair(const char *secret_path, const char *public_path)
 	to_hex(s.text + clen, s.seed);
 	s.text[clen + KEY_HEX_LEN] = '\n';
 	rc = create_key_file(secret_path, 0600, s.text, clen + KEY_HEX_LEN + 1);
+	e = errno;
 	sodium_munlock(&s, sizeof(s));	/* wipes seed, sk and text */
-	if (rc != OSSUARY_OK)
+	if (rc != OSSUARY_OK) {
+		errno = e;
 		return rc;
+	}
 
 	memcpy(pub_text, public_comment, plen);
 	to_hex(pub_text + plen, pk);
 	pub_text[plen + KEY_HEX_LEN] = '\n';
 	rc = create_key_file(public_path, 0644, pub_text, plen + KEY_HEX_LEN + 1);
 	if (rc != OSSUARY_OK) {
-		int e = errno;
-
+		e = errno;
 		unlink(secret_path);	/* a secret without its public half is useless */
 		errno = e;
 	}

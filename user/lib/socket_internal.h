@@ -26,9 +26,9 @@ int ossuary__export_traffic(const OssuaryConnection *c, uint8_t tx_secret[32],
 /*
  * Per-connection socket state, owned by socket.c. It hangs off the
  * connection so that it lives and dies with it: ossuary__sock_attach()
- * stores it together with a destructor, which the core's
- * ossuary_destroy_connection() calls (through export.c) before it wipes
- * and frees the connection.
+ * stores it, with its destructor, in the connection's sock and
+ * sock_destroy fields; ossuary_destroy_connection() calls the destructor
+ * before it wipes and frees the connection.
  */
 struct ossuary_sock;
 struct ossuary_sock *ossuary__sock_get(const OssuaryConnection *c);

@@ -8,6 +8,7 @@
 #define OSSUARY_SELFTEST_COMMON_H
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>

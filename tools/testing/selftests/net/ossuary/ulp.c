@@ -3,7 +3,7 @@
  * Ossuary foundation tests: the "ossuary" TCP ULP is registered and
  * attaches where kTLS would, and fails where kTLS does.
  */
-#define _GNU_SOURCE
+
 #include "common.h"
 
 #include "kselftest_harness.h"

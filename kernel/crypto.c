@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Ossuary crypto: HKDF-Expand over SHA-256, key/IV derivation, the
+ * per-record nonce, the record header, and ChaCha20-Poly1305 through
+ * the crypto API (which picks the SIMD implementation).
+ */
+
+#include <linux/kernel.h>
+#include <linux/string.h>
+#include <linux/slab.h>
+#include <linux/unaligned.h>
+#include <crypto/aead.h>
+#include <crypto/sha2.h>
+#include <kunit/visibility.h>
+
+#include "ossuary.h"
+
+/*
+ * HMAC-SHA256 with a key of at most one block.  Only HKDF-Expand with
+ * a 32-byte PRK needs it, so the long-key hashing branch is not here.
+ */
+static void ossuary_hmac_sha256(const u8 *key, size_t key_len,
+				const u8 *d1, size_t l1,
+				const u8 *d2, size_t l2, u8 *out)
+{
+	u8 pad[SHA256_BLOCK_SIZE];
+	u8 inner[SHA256_DIGEST_SIZE];
+	struct sha256_state st;
+	int i;
+
+	memset(pad, 0, sizeof(pad));
+	memcpy(pad, key, key_len);
+	for (i = 0; i < SHA256_BLOCK_SIZE; i++)
+		pad[i] ^= 0x36;
+	sha256_init(&st);
+	sha256_update(&st, pad, sizeof(pad));
+	sha256_update(&st, d1, l1);
+	sha256_update(&st, d2, l2);
+	sha256_final(&st, inner);
+
+	/* 0x36 ^ 0x5c turns the inner pad into the outer one */
+	for (i = 0; i < SHA256_BLOCK_SIZE; i++)
+		pad[i] ^= 0x36 ^ 0x5c;
+	sha256_init(&st);
+	sha256_update(&st, pad, sizeof(pad));
+	sha256_update(&st, inner, sizeof(inner));
+	sha256_final(&st, out);
+
+	memzero_explicit(pad, sizeof(pad));
+	memzero_explicit(inner, sizeof(inner));
+	memzero_explicit(&st, sizeof(st));
+}
+
+/*
+ * HKDF-Expand (RFC 5869) for one output block: every label the
+ * protocol uses asks for at most 32 bytes, so T(1) is the whole output.
+ */
+int ossuary_hkdf_expand(const u8 *prk, const char *info, size_t info_len,
+			u8 *out, size_t out_len)
+{
+	static const u8 one = 0x01;
+	u8 t[SHA256_DIGEST_SIZE];
+
+	if (out_len > SHA256_DIGEST_SIZE)
+		return -EINVAL;
+	ossuary_hmac_sha256(prk, OSSUARY_SECRET_LEN, info, info_len,
+			    &one, 1, t);
+	memcpy(out, t, out_len);
+	memzero_explicit(t, sizeof(t));
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_hkdf_expand);
+
+int ossuary_derive(const u8 *secret, u8 *key, u8 *iv)
+{
+	int err;
+
+	err = ossuary_hkdf_expand(secret, "key", 3, key, OSSUARY_KEY_LEN);
+	if (!err)
+		err = ossuary_hkdf_expand(secret, "iv", 2, iv,
+					  OSSUARY_NONCE_LEN);
+	return err;
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_derive);
+
+/* nonce = iv XOR (0x00000000 || be64(seq)) */
+void ossuary_nonce(const u8 *iv, u64 seq, u8 *nonce)
+{
+	u8 s[8];
+	int i;
+
+	put_unaligned_be64(seq, s);
+	memcpy(nonce, iv, 4);
+	for (i = 0; i < 8; i++)
+		nonce[4 + i] = iv[4 + i] ^ s[i];
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_nonce);
+
+void ossuary_hdr_build(u8 *hdr, u8 type, u16 body_len)
+{
+	hdr[0] = OSSUARY_WIRE_VERSION;
+	hdr[1] = type;
+	put_unaligned_be16(body_len, hdr + 2);
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_hdr_build);
+
+/*
+ * Check a header as the established stage of the record layer sees it:
+ * only sealed DATA, KEY_UPDATE, DISCONNECT and RESET may arrive.  Every
+ * other version, type or length is refused here, from the four header
+ * bytes alone, before any body byte is buffered.
+ */
+int ossuary_hdr_check(const u8 *hdr, u8 *type, u32 *body_len)
+{
+	u32 len = get_unaligned_be16(hdr + 2);
+
+	if (hdr[0] != OSSUARY_WIRE_VERSION)
+		return -EPROTO;
+	switch (hdr[1]) {
+	case OSSUARY_RECORD_DATA:
+		if (len < OSSUARY_TAG_LEN || len > OSSUARY_MAX_BODY)
+			return -EPROTO;
+		break;
+	case OSSUARY_RECORD_KEY_UPDATE:
+	case OSSUARY_RECORD_DISCONNECT:
+	case OSSUARY_RECORD_RESET:
+		/* sealed only: a cleartext control record after keys exist
+		 * could be forged by anyone on the path
+		 */
+		if (len != 1 + OSSUARY_TAG_LEN)
+			return -EPROTO;
+		break;
+	default:
+		/* handshake records or unknown types */
+		return -EPROTO;
+	}
+	*type = hdr[1];
+	*body_len = len;
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_hdr_check);
+
+static int ossuary_keys_setkey(struct ossuary_keys *k)
+{
+	u8 key[OSSUARY_KEY_LEN];
+	int err;
+
+	err = ossuary_derive(k->secret, key, k->iv);
+	if (!err)
+		err = crypto_aead_setkey(k->aead, key, sizeof(key));
+	memzero_explicit(key, sizeof(key));
+	return err;
+}
+
+int ossuary_keys_init(struct ossuary_keys *k, const u8 *secret, u64 seq)
+{
+	int err;
+
+	memset(k, 0, sizeof(*k));
+	/*
+	 * Mask out async implementations: records are sealed and opened
+	 * under the socket lock and the caller waits for the result.
+	 */
+	k->aead = crypto_alloc_aead("rfc7539(chacha20,poly1305)", 0,
+				    CRYPTO_ALG_ASYNC);
+	if (IS_ERR(k->aead)) {
+		err = PTR_ERR(k->aead);
+		k->aead = NULL;
+		return err;
+	}
+	err = crypto_aead_setauthsize(k->aead, OSSUARY_TAG_LEN);
+	if (err)
+		goto out_free;
+	k->req = aead_request_alloc(k->aead, GFP_KERNEL);
+	if (!k->req) {
+		err = -ENOMEM;
+		goto out_free;
+	}
+	aead_request_set_callback(k->req, 0, NULL, NULL);
+	memcpy(k->secret, secret, OSSUARY_SECRET_LEN);
+	err = ossuary_keys_setkey(k);
+	if (err)
+		goto out_free;
+	k->seq = seq;
+	return 0;
+
+out_free:
+	ossuary_keys_free(k);
+	return err;
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_keys_init);
+
+void ossuary_keys_free(struct ossuary_keys *k)
+{
+	/* aead_request_free() and crypto_free_aead() wipe their memory */
+	aead_request_free(k->req);
+	k->req = NULL;
+	crypto_free_aead(k->aead);
+	k->aead = NULL;
+	memzero_explicit(k->secret, sizeof(k->secret));
+	memzero_explicit(k->iv, sizeof(k->iv));
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_keys_free);
+
+/* KEY_UPDATE: S' = HKDF-Expand(S, "next", 32), seq back to 0. */
+int ossuary_keys_ratchet(struct ossuary_keys *k)
+{
+	u8 next[OSSUARY_SECRET_LEN];
+	int err;
+
+	err = ossuary_hkdf_expand(k->secret, "next", 4, next, sizeof(next));
+	if (err)
+		return err;
+	memcpy(k->secret, next, sizeof(next));
+	memzero_explicit(next, sizeof(next));
+	err = ossuary_keys_setkey(k);
+	if (err)
+		return err;
+	k->seq = 0;
+	k->generation++;
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_keys_ratchet);
+
+/*
+ * Seal or open one record.  src and dst both start with the 4-byte
+ * header (the AAD); cryptlen is the plaintext length when sealing and
+ * the body length (ciphertext + tag) when opening.  src == dst works
+ * in place.
+ */
+int ossuary_crypt(struct ossuary_keys *k, bool enc, struct scatterlist *src,
+		  struct scatterlist *dst, unsigned int cryptlen, u64 seq)
+{
+	u8 nonce[OSSUARY_NONCE_LEN];
+	int err;
+
+	ossuary_nonce(k->iv, seq, nonce);
+	aead_request_set_ad(k->req, OSSUARY_HEADER_LEN);
+	aead_request_set_crypt(k->req, src, dst, cryptlen, nonce);
+	err = enc ? crypto_aead_encrypt(k->req) : crypto_aead_decrypt(k->req);
+	memzero_explicit(nonce, sizeof(nonce));
+	return err;
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_crypt);
+
+/* Make sure pages back bytes [0, len) of the record image. */
+int ossuary_buf_alloc(struct ossuary_buf *b, unsigned int len, gfp_t gfp)
+{
+	unsigned int i, n = DIV_ROUND_UP(len, PAGE_SIZE);
+
+	if (WARN_ON_ONCE(n > OSSUARY_REC_PAGES))
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		if (b->pages[i])
+			continue;
+		b->pages[i] = alloc_page(gfp);
+		if (!b->pages[i])
+			return -ENOMEM;
+	}
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_buf_alloc);
+
+/*
+ * Drop our references.  A page that TCP still holds through a spliced
+ * skb fragment stays alive until TCP lets it go.
+ */
+void ossuary_buf_free(struct ossuary_buf *b)
+{
+	unsigned int i;
+
+	for (i = 0; i < OSSUARY_REC_PAGES; i++) {
+		if (b->pages[i])
+			put_page(b->pages[i]);
+		b->pages[i] = NULL;
+	}
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_buf_free);
+
+/* Describe bytes [0, len) of the image; returns the entries used. */
+unsigned int ossuary_buf_sg(struct ossuary_buf *b, unsigned int len,
+			    struct scatterlist *sg)
+{
+	unsigned int i, n = DIV_ROUND_UP(len, PAGE_SIZE);
+
+	sg_init_table(sg, n);
+	for (i = 0; i < n; i++)
+		sg_set_page(&sg[i], b->pages[i],
+			    min_t(unsigned int, len - i * PAGE_SIZE, PAGE_SIZE),
+			    0);
+	return n;
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_buf_sg);
+
+void ossuary_buf_write(struct ossuary_buf *b, unsigned int off,
+		       const void *src, unsigned int len)
+{
+	while (len) {
+		unsigned int poff = offset_in_page(off);
+		unsigned int n = min_t(unsigned int, len, PAGE_SIZE - poff);
+
+		memcpy(page_address(b->pages[off / PAGE_SIZE]) + poff, src, n);
+		src += n;
+		off += n;
+		len -= n;
+	}
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_buf_write);
+
+void ossuary_buf_read(struct ossuary_buf *b, unsigned int off, void *dst,
+		      unsigned int len)
+{
+	while (len) {
+		unsigned int poff = offset_in_page(off);
+		unsigned int n = min_t(unsigned int, len, PAGE_SIZE - poff);
+
+		memcpy(dst, page_address(b->pages[off / PAGE_SIZE]) + poff, n);
+		dst += n;
+		off += n;
+		len -= n;
+	}
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_buf_read);

@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Ossuary: ChaCha20-Poly1305 record layer for TCP, as an upper-layer
+ * protocol.  Internal definitions shared by the module's files and its
+ * KUnit test module.
+ */
+#ifndef _OSSUARY_INTERNAL_H
+#define _OSSUARY_INTERNAL_H
+
+#include <linux/types.h>
+#include <linux/list.h>
+#include <linux/mm.h>
+#include <linux/workqueue.h>
+#include <linux/scatterlist.h>
+#include <linux/rcupdate.h>
+#include <net/inet_connection_sock.h>
+#include <linux/ossuary.h>
+
+#define OSSUARY_NONCE_LEN	12
+#define OSSUARY_KEY_LEN		32
+
+/* Largest record on the wire: header plus the largest sealed body. */
+#define OSSUARY_REC_MAX		(OSSUARY_HEADER_LEN + OSSUARY_MAX_BODY)
+/* Order-0 pages that hold one record; never ask for a high-order page. */
+#define OSSUARY_REC_PAGES	DIV_ROUND_UP(OSSUARY_REC_MAX, PAGE_SIZE)
+/* One scatterlist entry per page, plus one spare for a chain end. */
+#define OSSUARY_REC_SG		(OSSUARY_REC_PAGES + 1)
+
+/*
+ * A record image: byte i of the record lives in pages[i / PAGE_SIZE].
+ * The header sits at offset 0 so that header (the AAD), body and tag
+ * form one contiguous byte range that seals and opens in place.
+ */
+struct ossuary_buf {
+	struct page *pages[OSSUARY_REC_PAGES];
+};
+
+/* One direction's keys and counters. */
+struct ossuary_keys {
+	struct crypto_aead *aead;
+	struct aead_request *req;
+	u8 secret[OSSUARY_SECRET_LEN];
+	u8 iv[OSSUARY_NONCE_LEN];
+	u64 seq;
+	u64 generation;
+};
+
+/* A TX record: open (plaintext being gathered) or sealed and queued. */
+struct ossuary_tx_rec {
+	struct list_head list;
+	struct ossuary_buf buf;
+	u32 plen;	/* plaintext bytes at offset OSSUARY_HEADER_LEN */
+	u32 len;	/* sealed: bytes on the wire */
+	u32 sent;	/* sealed: bytes already handed to TCP */
+};
+
+/* ossuary_ctx.tx_flags bits */
+enum {
+	OSSUARY_TX_SCHEDULED,	/* tx_work queued or must not be queued */
+	OSSUARY_TX_CLOSING,	/* close() started: tx_work stays idle */
+};
+
+struct ossuary_ctx {
+	struct sock *sk;
+	struct proto *sk_proto;		/* TCP's proto for this socket */
+	void (*saved_data_ready)(struct sock *sk);
+	void (*saved_write_space)(struct sock *sk);
+
+	/* TX: everything below is under the socket lock */
+	bool tx_installed;
+	bool tx_closed;			/* DISCONNECT sealed: nothing follows */
+	int tx_err;			/* latched positive errno */
+	struct ossuary_keys tx;
+	u64 tx_rekey_records;		/* 0: no automatic key update */
+	u64 tx_since_update;
+	struct ossuary_tx_rec *tx_open;	/* MSG_MORE record, not sealed yet */
+	struct list_head tx_queue;	/* sealed, not fully in TCP yet */
+	bool tx_queued;			/* !list_empty(tx_queue), for softirq */
+	bool tx_fail_pending;		/* RX failed: DISCONNECT(1) is due */
+	unsigned long tx_flags;
+	struct work_struct tx_work;
+
+	/*
+	 * RX: under the socket lock, taken either as owner (process
+	 * context) or as the bh spinlock when TCP calls sk_data_ready
+	 * from softirq.  Fields read by poll() without the lock are
+	 * written with WRITE_ONCE.
+	 */
+	bool rx_installed;
+	struct ossuary_keys rx;
+	struct ossuary_buf rxb;		/* the record being framed/opened */
+	u32 rx_have;			/* bytes of it gathered */
+	u32 rx_need;			/* header, then header + body */
+	u8 rx_type;
+	bool rx_ready;			/* a whole sealed record is in rxb */
+	bool rx_open;			/* rxb holds opened DATA, rx_off.. */
+	u32 rx_off;
+	u32 rx_plen;
+	bool rx_avail;			/* rx_ready || rx_open, for poll */
+	bool rx_eof;			/* DISCONNECT(0) opened */
+	int rx_err;			/* latched positive errno */
+	u8 rx_reason;			/* DISCONNECT reason when rx_err */
+	bool rx_reason_pending;		/* not yet reported through a cmsg */
+
+	struct rcu_head rcu;
+};
+
+static inline struct ossuary_ctx *ossuary_get_ctx(const struct sock *sk)
+{
+	const struct inet_connection_sock *icsk = inet_csk(sk);
+
+	/*
+	 * The socket lock or the socket's own lifetime keeps the context:
+	 * it is freed only by close(), after the hooks are restored.
+	 */
+	return (__force void *)icsk->icsk_ulp_data;
+}
+
+/* crypto.c */
+int ossuary_hkdf_expand(const u8 *prk, const char *info, size_t info_len,
+			u8 *out, size_t out_len);
+int ossuary_derive(const u8 *secret, u8 *key, u8 *iv);
+void ossuary_nonce(const u8 *iv, u64 seq, u8 *nonce);
+void ossuary_hdr_build(u8 *hdr, u8 type, u16 body_len);
+int ossuary_hdr_check(const u8 *hdr, u8 *type, u32 *body_len);
+int ossuary_keys_init(struct ossuary_keys *k, const u8 *secret, u64 seq);
+void ossuary_keys_free(struct ossuary_keys *k);
+int ossuary_keys_ratchet(struct ossuary_keys *k);
+int ossuary_crypt(struct ossuary_keys *k, bool enc, struct scatterlist *src,
+		  struct scatterlist *dst, unsigned int cryptlen, u64 seq);
+int ossuary_buf_alloc(struct ossuary_buf *b, unsigned int len, gfp_t gfp);
+void ossuary_buf_free(struct ossuary_buf *b);
+unsigned int ossuary_buf_sg(struct ossuary_buf *b, unsigned int len,
+			    struct scatterlist *sg);
+void ossuary_buf_write(struct ossuary_buf *b, unsigned int off,
+		       const void *src, unsigned int len);
+void ossuary_buf_read(struct ossuary_buf *b, unsigned int off, void *dst,
+		      unsigned int len);
+
+/* tx.c */
+void ossuary_tx_init(struct ossuary_ctx *ctx);
+int ossuary_tx_install(struct sock *sk, struct ossuary_ctx *ctx,
+		       const struct ossuary_crypto_info *ci);
+void ossuary_tx_release(struct sock *sk, struct ossuary_ctx *ctx);
+int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size);
+void ossuary_splice_eof(struct socket *sock);
+int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
+			  int flags);
+int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
+			  u8 request, int flags);
+void ossuary_tx_flush_on_close(struct sock *sk, struct ossuary_ctx *ctx,
+			       long timeout);
+void ossuary_write_space(struct sock *sk);
+void ossuary_tx_schedule_fail(struct sock *sk, struct ossuary_ctx *ctx);
+void ossuary_tx_fail_now(struct sock *sk, struct ossuary_ctx *ctx);
+
+/* rx.c */
+int ossuary_rx_install(struct sock *sk, struct ossuary_ctx *ctx,
+		       const struct ossuary_crypto_info *ci);
+void ossuary_rx_release(struct sock *sk, struct ossuary_ctx *ctx);
+int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
+		    int flags, int *addr_len);
+bool ossuary_rx_readable(struct sock *sk, struct ossuary_ctx *ctx);
+void ossuary_data_ready(struct sock *sk);
+
+/* stats.c */
+enum ossuary_mib {
+	OSSUARY_MIB_CURR_TX,
+	OSSUARY_MIB_CURR_RX,
+	OSSUARY_MIB_TOTAL_TX,
+	OSSUARY_MIB_TOTAL_RX,
+	OSSUARY_MIB_SEALED,
+	OSSUARY_MIB_OPENED,
+	OSSUARY_MIB_DECRYPT_ERR,
+	OSSUARY_MIB_PROTO_ERR,
+	OSSUARY_MIB_TRUNCATED,
+	OSSUARY_MIB_KEY_UPDATE_TX,
+	OSSUARY_MIB_KEY_UPDATE_RX,
+	OSSUARY_MIB_MAX
+};
+
+void ossuary_stat_add(const struct sock *sk, enum ossuary_mib mib, long v);
+int ossuary_stats_init(void);
+void ossuary_stats_exit(void);
+
+#endif /* _OSSUARY_INTERNAL_H */

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Ossuary counters, per network namespace, in /proc/net/ossuary_stat.
+ */
+
+#include <linux/kernel.h>
+#include <linux/atomic.h>
+#include <linux/proc_fs.h>
+#include <linux/seq_file.h>
+#include <net/net_namespace.h>
+#include <net/netns/generic.h>
+#include <net/sock.h>
+
+#include "ossuary.h"
+
+struct ossuary_net {
+	atomic64_t mib[OSSUARY_MIB_MAX];
+};
+
+static unsigned int ossuary_net_id __read_mostly;
+
+static const char * const ossuary_mib_names[OSSUARY_MIB_MAX] = {
+	[OSSUARY_MIB_CURR_TX]		= "OssuaryCurrTx",
+	[OSSUARY_MIB_CURR_RX]		= "OssuaryCurrRx",
+	[OSSUARY_MIB_TOTAL_TX]		= "OssuaryTotalTx",
+	[OSSUARY_MIB_TOTAL_RX]		= "OssuaryTotalRx",
+	[OSSUARY_MIB_SEALED]		= "OssuaryRecordsSealed",
+	[OSSUARY_MIB_OPENED]		= "OssuaryRecordsOpened",
+	[OSSUARY_MIB_DECRYPT_ERR]	= "OssuaryDecryptErrors",
+	[OSSUARY_MIB_PROTO_ERR]		= "OssuaryProtocolErrors",
+	[OSSUARY_MIB_TRUNCATED]		= "OssuaryTruncations",
+	[OSSUARY_MIB_KEY_UPDATE_TX]	= "OssuaryKeyUpdatesTx",
+	[OSSUARY_MIB_KEY_UPDATE_RX]	= "OssuaryKeyUpdatesRx",
+};
+
+/*
+ * Atomic counters rather than per-CPU ones: at most a few updates per
+ * 16 KiB record, next to a ChaCha20-Poly1305 pass over it.
+ */
+void ossuary_stat_add(const struct sock *sk, enum ossuary_mib mib, long v)
+{
+	struct ossuary_net *on = net_generic(sock_net(sk), ossuary_net_id);
+
+	atomic64_add(v, &on->mib[mib]);
+}
+
+static int ossuary_stat_show(struct seq_file *seq, void *v)
+{
+	struct ossuary_net *on = net_generic(seq_file_single_net(seq),
+					     ossuary_net_id);
+	int i;
+
+	for (i = 0; i < OSSUARY_MIB_MAX; i++)
+		seq_printf(seq, "%-32s%lld\n", ossuary_mib_names[i],
+			   (long long)atomic64_read(&on->mib[i]));
+	return 0;
+}
+
+static int __net_init ossuary_net_init(struct net *net)
+{
+	if (!proc_create_net_single("ossuary_stat", 0444, net->proc_net,
+				    ossuary_stat_show, NULL))
+		return -ENOMEM;
+	return 0;
+}
+
+static void __net_exit ossuary_net_exit(struct net *net)
+{
+	remove_proc_entry("ossuary_stat", net->proc_net);
+}
+
+static struct pernet_operations ossuary_net_ops = {
+	.init	= ossuary_net_init,
+	.exit	= ossuary_net_exit,
+	.id	= &ossuary_net_id,
+	.size	= sizeof(struct ossuary_net),
+};
+
+int ossuary_stats_init(void)
+{
+	return register_pernet_subsys(&ossuary_net_ops);
+}
+
+void ossuary_stats_exit(void)
+{
+	unregister_pernet_subsys(&ossuary_net_ops);
+}

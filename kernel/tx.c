@@ -1,0 +1,546 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Ossuary TX: pack sendmsg() bytes into DATA records of at most 16 KiB,
+ * seal them in place in order-0 pages and hand the pages to TCP with
+ * MSG_SPLICE_PAGES, so the encryption is the only pass over the bytes
+ * after the copy from the caller.
+ *
+ * State, all under the socket lock:
+ *   tx_open   the record being filled (MSG_MORE keeps it open);
+ *   tx_queue  sealed records TCP has not taken completely yet.
+ * A blocking sender waits inside tcp_sendmsg_locked() exactly as a TCP
+ * sender does (SO_SNDTIMEO, signals).  A non-blocking one leaves at
+ * most one sealed DATA record queued; sk_write_space then schedules
+ * tx_work to push it, so bytes reported as sent always leave.
+ */
+
+#include <linux/kernel.h>
+#include <linux/slab.h>
+#include <linux/uio.h>
+#include <linux/bvec.h>
+#include <linux/sched/signal.h>
+#include <net/sock.h>
+#include <net/tcp.h>
+
+#include "ossuary.h"
+
+#define OSSUARY_TX_FLAGS (MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL | MSG_EOR | \
+			  MSG_CMSG_COMPAT | MSG_SPLICE_PAGES | \
+			  MSG_SENDPAGE_NOPOLICY)
+
+/* How long close() waits to queue its last records (see below). */
+#define OSSUARY_CLOSE_TIMEO	(5 * HZ)
+
+static struct ossuary_tx_rec *ossuary_rec_new(struct sock *sk)
+{
+	return kzalloc(sizeof(struct ossuary_tx_rec), sk->sk_allocation);
+}
+
+static void ossuary_rec_free(struct ossuary_tx_rec *rec)
+{
+	if (!rec)
+		return;
+	ossuary_buf_free(&rec->buf);
+	kfree(rec);
+}
+
+static void ossuary_tx_key_update_done(struct sock *sk,
+				       struct ossuary_ctx *ctx);
+
+/*
+ * Seal rec as one record of the given type and queue it.  Before any
+ * record other than KEY_UPDATE, a key update is due when the sequence
+ * number reached the last one a secret may seal (PROTOCOL.md) or when
+ * the OSSUARY_REKEY_RECORDS budget is spent.
+ */
+static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
+			     struct ossuary_tx_rec *rec, u8 type)
+{
+	struct scatterlist sg[OSSUARY_REC_SG];
+	u8 hdr[OSSUARY_HEADER_LEN];
+	u32 len = OSSUARY_HEADER_LEN + rec->plen + OSSUARY_TAG_LEN;
+	int err;
+
+	if (ctx->tx.seq > OSSUARY_SEQ_LAST)
+		return -EKEYEXPIRED;
+	err = ossuary_buf_alloc(&rec->buf, len, sk->sk_allocation);
+	if (err)
+		return err;
+	ossuary_hdr_build(hdr, type, rec->plen + OSSUARY_TAG_LEN);
+	ossuary_buf_write(&rec->buf, 0, hdr, sizeof(hdr));
+	ossuary_buf_sg(&rec->buf, len, sg);
+	err = ossuary_crypt(&ctx->tx, true, sg, sg, rec->plen, ctx->tx.seq);
+	if (err) {
+		/* a sealing failure leaves the stream unusable */
+		ctx->tx_err = -err;
+		return err;
+	}
+	ctx->tx.seq++;
+	ctx->tx_since_update++;
+	rec->len = len;
+	rec->sent = 0;
+	list_add_tail(&rec->list, &ctx->tx_queue);
+	WRITE_ONCE(ctx->tx_queued, true);
+	ossuary_stat_add(sk, OSSUARY_MIB_SEALED, 1);
+	return 0;
+}
+
+static int ossuary_tx_seal_control(struct sock *sk, struct ossuary_ctx *ctx,
+				   u8 type, u8 val);
+
+static int ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
+			   struct ossuary_tx_rec *rec, u8 type)
+{
+	int err;
+
+	if (type != OSSUARY_RECORD_KEY_UPDATE &&
+	    (ctx->tx.seq >= OSSUARY_SEQ_LAST ||
+	     (ctx->tx_rekey_records &&
+	      ctx->tx_since_update >= ctx->tx_rekey_records))) {
+		err = ossuary_tx_seal_control(sk, ctx,
+					      OSSUARY_RECORD_KEY_UPDATE, 0);
+		if (err)
+			return err;
+	}
+	return __ossuary_tx_seal(sk, ctx, rec, type);
+}
+
+/* A one-byte control record: KEY_UPDATE, DISCONNECT. */
+static int ossuary_tx_seal_control(struct sock *sk, struct ossuary_ctx *ctx,
+				   u8 type, u8 val)
+{
+	struct ossuary_tx_rec *rec;
+	int err;
+
+	rec = ossuary_rec_new(sk);
+	if (!rec)
+		return -ENOMEM;
+	err = ossuary_buf_alloc(&rec->buf, OSSUARY_HEADER_LEN + 1 +
+				OSSUARY_TAG_LEN, sk->sk_allocation);
+	if (err)
+		goto err_free;
+	ossuary_buf_write(&rec->buf, OSSUARY_HEADER_LEN, &val, 1);
+	rec->plen = 1;
+	err = ossuary_tx_seal(sk, ctx, rec, type);
+	if (err)
+		goto err_free;
+	if (type == OSSUARY_RECORD_KEY_UPDATE)
+		ossuary_tx_key_update_done(sk, ctx);
+	return 0;
+
+err_free:
+	ossuary_rec_free(rec);
+	return err;
+}
+
+/* After sealing KEY_UPDATE with the old secret: S' for what follows. */
+static void ossuary_tx_key_update_done(struct sock *sk,
+				       struct ossuary_ctx *ctx)
+{
+	int err = ossuary_keys_ratchet(&ctx->tx);
+
+	if (err)
+		ctx->tx_err = -err;
+	ctx->tx_since_update = 0;
+	ossuary_stat_add(sk, OSSUARY_MIB_KEY_UPDATE_TX, 1);
+}
+
+static int ossuary_tx_seal_open(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	struct ossuary_tx_rec *rec = ctx->tx_open;
+	int err;
+
+	if (!rec)
+		return 0;
+	err = ossuary_tx_seal(sk, ctx, rec, OSSUARY_RECORD_DATA);
+	if (!err)
+		ctx->tx_open = NULL;
+	return err;
+}
+
+/*
+ * Hand queued records to TCP.  flags carries the caller's MSG_DONTWAIT
+ * and MSG_NOSIGNAL so that TCP blocks, times out, reports signals and
+ * raises SIGPIPE exactly as for a plain TCP send.
+ */
+static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx,
+			   int flags)
+{
+	struct ossuary_tx_rec *rec;
+
+	while ((rec = list_first_entry_or_null(&ctx->tx_queue,
+					       struct ossuary_tx_rec, list))) {
+		while (rec->sent < rec->len) {
+			struct bio_vec bvec[OSSUARY_REC_PAGES];
+			struct msghdr msg = {};
+			u32 off = rec->sent, size = rec->len - rec->sent;
+			int n = 0, ret;
+
+			while (off < rec->len) {
+				u32 poff = offset_in_page(off);
+				u32 chunk = min_t(u32, rec->len - off,
+						  PAGE_SIZE - poff);
+
+				bvec_set_page(&bvec[n++],
+					      rec->buf.pages[off / PAGE_SIZE],
+					      chunk, poff);
+				off += chunk;
+			}
+			msg.msg_flags = MSG_SPLICE_PAGES |
+					(flags & (MSG_DONTWAIT | MSG_NOSIGNAL));
+			if (!list_is_last(&rec->list, &ctx->tx_queue))
+				msg.msg_flags |= MSG_MORE;
+			iov_iter_bvec(&msg.msg_iter, ITER_SOURCE, bvec, n, size);
+			ret = tcp_sendmsg_locked(sk, &msg, size);
+			if (ret <= 0)
+				return ret ? ret : -EAGAIN;
+			rec->sent += ret;
+		}
+		list_del(&rec->list);
+		ossuary_rec_free(rec);
+	}
+	WRITE_ONCE(ctx->tx_queued, false);
+	return 0;
+}
+
+static void ossuary_tx_work(struct work_struct *work)
+{
+	struct ossuary_ctx *ctx = container_of(work, struct ossuary_ctx,
+					       tx_work);
+	struct sock *sk = ctx->sk;
+
+	if (test_bit(OSSUARY_TX_CLOSING, &ctx->tx_flags))
+		return;
+	lock_sock(sk);
+	if (!test_bit(OSSUARY_TX_CLOSING, &ctx->tx_flags)) {
+		/* cleared before pushing: a later write_space requeues us */
+		clear_bit(OSSUARY_TX_SCHEDULED, &ctx->tx_flags);
+		ossuary_tx_fail_now(sk, ctx);
+		ossuary_tx_push(sk, ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+	release_sock(sk);
+}
+
+/*
+ * The receive side failed (or was reset): answer with DISCONNECT(1)
+ * unless this side already sent its DISCONNECT.  Any context; the
+ * record is sealed later under the socket lock.
+ */
+void ossuary_tx_schedule_fail(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	ctx->tx_fail_pending = true;
+	if (!test_and_set_bit(OSSUARY_TX_SCHEDULED, &ctx->tx_flags))
+		schedule_work(&ctx->tx_work);
+}
+
+/* Socket locked, process context. */
+void ossuary_tx_fail_now(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	if (!ctx->tx_fail_pending)
+		return;
+	ctx->tx_fail_pending = false;
+	if (ctx->tx_installed && !ctx->tx_closed && !ctx->tx_err &&
+	    ((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT)))
+		ossuary_tx_disconnect(sk, ctx, OSSUARY_DISCONNECT_ERROR,
+				      MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/*
+ * TCP made room.  Records we reported as sent may still be waiting for
+ * it: push them from process context, since that needs the socket lock.
+ */
+void ossuary_write_space(struct sock *sk)
+{
+	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
+
+	if (READ_ONCE(ctx->tx_queued) &&
+	    !test_and_set_bit(OSSUARY_TX_SCHEDULED, &ctx->tx_flags))
+		schedule_work(&ctx->tx_work);
+	ctx->saved_write_space(sk);
+}
+
+/* Socket locked.  The ULP is attached; ci is validated. */
+int ossuary_tx_install(struct sock *sk, struct ossuary_ctx *ctx,
+		       const struct ossuary_crypto_info *ci)
+{
+	int err;
+
+	err = ossuary_keys_init(&ctx->tx, ci->secret, ci->seq);
+	if (err)
+		return err;
+
+	write_lock_bh(&sk->sk_callback_lock);
+	ctx->saved_write_space = sk->sk_write_space;
+	WRITE_ONCE(sk->sk_write_space, ossuary_write_space);
+	write_unlock_bh(&sk->sk_callback_lock);
+	WRITE_ONCE(ctx->tx_installed, true);
+	ossuary_stat_add(sk, OSSUARY_MIB_CURR_TX, 1);
+	ossuary_stat_add(sk, OSSUARY_MIB_TOTAL_TX, 1);
+	return 0;
+}
+
+/* Socket locked, hooks already restored: drop everything. */
+void ossuary_tx_release(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	struct ossuary_tx_rec *rec, *tmp;
+
+	ossuary_rec_free(ctx->tx_open);
+	ctx->tx_open = NULL;
+	list_for_each_entry_safe(rec, tmp, &ctx->tx_queue, list) {
+		list_del(&rec->list);
+		ossuary_rec_free(rec);
+	}
+	WRITE_ONCE(ctx->tx_queued, false);
+	ossuary_keys_free(&ctx->tx);
+	ossuary_stat_add(sk, OSSUARY_MIB_CURR_TX, -1);
+}
+
+/*
+ * Seal whatever is open, then DISCONNECT(reason), and push.  Nothing may
+ * follow a DISCONNECT in this direction, so TX is closed even if the
+ * push has to wait; a retry just pushes again.
+ */
+int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
+			  int flags)
+{
+	int err;
+
+	if (!ctx->tx_closed) {
+		if (ctx->tx_err)
+			return -ctx->tx_err;
+		err = ossuary_tx_seal_open(sk, ctx);
+		if (!err)
+			err = ossuary_tx_seal_control(sk, ctx,
+						      OSSUARY_RECORD_DISCONNECT,
+						      reason);
+		if (err)
+			return err;
+		ctx->tx_closed = true;
+	}
+	return ossuary_tx_push(sk, ctx, flags);
+}
+
+/*
+ * KEY_UPDATE(request), sealed with the current secret; every later record
+ * uses the next one.  An open MSG_MORE record is not sealed yet, so it
+ * simply goes out under the new key.
+ */
+int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
+			  u8 request, int flags)
+{
+	int err;
+
+	if (!ctx->tx_installed)
+		return -EINVAL;
+	if (ctx->tx_closed)
+		return -EPIPE;
+	if (ctx->tx_err)
+		return -ctx->tx_err;
+	err = ossuary_tx_seal_control(sk, ctx, OSSUARY_RECORD_KEY_UPDATE,
+				      request);
+	if (err)
+		return err;
+	return ossuary_tx_push(sk, ctx, flags);
+}
+
+/*
+ * close(): the application is done, so the stream ends cleanly with
+ * DISCONNECT(0) after whatever it wrote, unless it asked for an abortive
+ * close (SO_LINGER with a zero timeout) or the connection is gone.
+ * TCP's own close does not block; we wait at most SO_SNDTIMEO, the
+ * linger time, or OSSUARY_CLOSE_TIMEO for TCP to take the last records,
+ * so a peer that stopped reading cannot hang close() for ever.
+ */
+void ossuary_tx_flush_on_close(struct sock *sk, struct ossuary_ctx *ctx,
+			       long timeout)
+{
+	long saved = sk->sk_sndtimeo;
+
+	if (sock_flag(sk, SOCK_LINGER) && !sk->sk_lingertime)
+		return;
+	if (sk->sk_err || (sk->sk_shutdown & SEND_SHUTDOWN) ||
+	    !((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT)))
+		return;
+	sk->sk_sndtimeo = min_t(long, saved,
+				max_t(long, timeout, OSSUARY_CLOSE_TIMEO));
+	ossuary_tx_disconnect(sk, ctx, OSSUARY_DISCONNECT_CLEAN,
+			      MSG_NOSIGNAL);
+	sk->sk_sndtimeo = saved;
+}
+
+/* sendmsg with OSSUARY_SET_RECORD_TYPE: a control record. */
+static int ossuary_tx_cmsg(struct msghdr *msg, u8 *type)
+{
+	struct cmsghdr *cmsg;
+
+	for_each_cmsghdr(cmsg, msg) {
+		if (!CMSG_OK(msg, cmsg))
+			return -EINVAL;
+		if (cmsg->cmsg_level != SOL_OSSUARY)
+			continue;
+		if (cmsg->cmsg_type != OSSUARY_SET_RECORD_TYPE ||
+		    cmsg->cmsg_len != CMSG_LEN(sizeof(u8)))
+			return -EINVAL;
+		*type = *(u8 *)CMSG_DATA(cmsg);
+	}
+	return 0;
+}
+
+static int ossuary_tx_control_msg(struct sock *sk, struct ossuary_ctx *ctx,
+				  struct msghdr *msg, u8 type, int flags)
+{
+	u8 val;
+	int err;
+
+	/* one byte of body: the reason or the request flag */
+	if (type != OSSUARY_RECORD_DISCONNECT &&
+	    type != OSSUARY_RECORD_KEY_UPDATE)
+		return -EINVAL;
+	if (msg_data_left(msg) != 1 || (flags & MSG_MORE))
+		return -EINVAL;
+	if (copy_from_iter(&val, 1, &msg->msg_iter) != 1)
+		return -EFAULT;
+	if (type == OSSUARY_RECORD_DISCONNECT) {
+		if (val > OSSUARY_DISCONNECT_INTERNAL)
+			return -EINVAL;
+		err = ossuary_tx_disconnect(sk, ctx, val, flags);
+	} else {
+		if (val > 1)
+			return -EINVAL;
+		err = ossuary_tx_key_update(sk, ctx, val, flags);
+	}
+	/* sealed and queued: it is sent, TCP just has no room right now */
+	if (err == -EAGAIN)
+		err = 0;
+	return err ? err : 1;
+}
+
+/* Copy up to n bytes from the caller into the open record. */
+static size_t ossuary_rec_fill(struct sock *sk, struct ossuary_tx_rec *rec,
+			       struct iov_iter *from, size_t n, int *err)
+{
+	u32 off = OSSUARY_HEADER_LEN + rec->plen;
+	size_t done = 0;
+
+	*err = ossuary_buf_alloc(&rec->buf, off + n, sk->sk_allocation);
+	if (*err)
+		return 0;
+	while (done < n) {
+		u32 poff = offset_in_page(off);
+		size_t chunk = min_t(size_t, n - done, PAGE_SIZE - poff);
+		size_t c;
+
+		c = copy_page_from_iter(rec->buf.pages[off / PAGE_SIZE], poff,
+					chunk, from);
+		done += c;
+		off += c;
+		if (c != chunk) {
+			*err = -EFAULT;
+			break;
+		}
+	}
+	rec->plen += done;
+	return done;
+}
+
+int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
+{
+	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
+	int flags = msg->msg_flags;
+	u8 type = OSSUARY_RECORD_DATA;
+	size_t copied = 0;
+	int err = 0;
+
+	lock_sock(sk);
+	if (!ctx->tx_installed) {
+		release_sock(sk);
+		return ctx->sk_proto->sendmsg(sk, msg, size);
+	}
+	if (flags & ~OSSUARY_TX_FLAGS) {
+		err = -EOPNOTSUPP;
+		goto out;
+	}
+	if ((flags & MSG_MORE) && (flags & MSG_EOR)) {
+		err = -EINVAL;
+		goto out;
+	}
+	if (msg->msg_controllen) {
+		err = ossuary_tx_cmsg(msg, &type);
+		if (err)
+			goto out;
+	}
+	if (ctx->tx_err) {
+		err = -ctx->tx_err;
+		goto out;
+	}
+	if (ctx->tx_closed || sk->sk_err ||
+	    (sk->sk_shutdown & SEND_SHUTDOWN)) {
+		/* as TCP: the pending socket error, else EPIPE and SIGPIPE */
+		release_sock(sk);
+		return sk_stream_error(sk, flags, -EPIPE);
+	}
+	if (type != OSSUARY_RECORD_DATA) {
+		err = ossuary_tx_control_msg(sk, ctx, msg, type, flags);
+		goto out;
+	}
+
+	while (msg_data_left(msg)) {
+		struct ossuary_tx_rec *rec;
+		size_t n;
+
+		/* keep at most one sealed DATA record waiting for TCP */
+		if (ctx->tx_queued) {
+			err = ossuary_tx_push(sk, ctx, flags);
+			if (err)
+				break;
+		}
+		if (!ctx->tx_open) {
+			ctx->tx_open = ossuary_rec_new(sk);
+			if (!ctx->tx_open) {
+				err = -ENOBUFS;
+				break;
+			}
+		}
+		rec = ctx->tx_open;
+		n = min_t(size_t, msg_data_left(msg),
+			  OSSUARY_MAX_PLAINTEXT - rec->plen);
+		copied += ossuary_rec_fill(sk, rec, &msg->msg_iter, n, &err);
+		if (err)
+			break;
+		if (rec->plen == OSSUARY_MAX_PLAINTEXT ||
+		    (!msg_data_left(msg) && !(flags & MSG_MORE))) {
+			err = ossuary_tx_seal_open(sk, ctx);
+			if (err)
+				break;
+		}
+	}
+	/* a zero-length send without MSG_MORE ends an open record */
+	if (!err && !size && !(flags & MSG_MORE))
+		err = ossuary_tx_seal_open(sk, ctx);
+	if (!err && ctx->tx_queued)
+		err = ossuary_tx_push(sk, ctx, flags);
+
+out:
+	release_sock(sk);
+	/* errors from TCP already went through sk_stream_error() */
+	return copied ? copied : err;
+}
+
+/* The end of a sendfile()/splice(): the open record is complete. */
+void ossuary_splice_eof(struct socket *sock)
+{
+	struct sock *sk = sock->sk;
+	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
+
+	lock_sock(sk);
+	if (ctx->tx_installed && !ctx->tx_closed && !ctx->tx_err &&
+	    ctx->tx_open && !ossuary_tx_seal_open(sk, ctx))
+		ossuary_tx_push(sk, ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
+	release_sock(sk);
+}
+
+void ossuary_tx_init(struct ossuary_ctx *ctx)
+{
+	INIT_LIST_HEAD(&ctx->tx_queue);
+	INIT_WORK(&ctx->tx_work, ossuary_tx_work);
+}

@@ -1,0 +1,755 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Key files, authorized keys, known hosts and the ossuary-keygen tool.
+ *
+ * Every test works in its own fresh directory under $TMPDIR (or /tmp)
+ * and removes it afterwards. The keygen tool is found next to this test
+ * binary (O/tests/NAME -> O/bin/ossuary-keygen) or in $OSSUARY_BIN.
+ */
+#define HARNESS_MAIN
+/*
+ * harness.h's main() changes its counters only outside the stretch
+ * between setjmp() and longjmp(), so gcc's -Wclobbered is a false alarm
+ * there (it fires or not depending on inlining).
+ */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wclobbered"
+#include "harness.h"
+#pragma GCC diagnostic pop
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "ossuary.h"
+
+static char dir[PATH_MAX];
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st; (void)flag; (void)f;
+	return remove(p);
+}
+
+/* A fresh scratch directory; the previous test's one is removed first. */
+static void scratch(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	if (dir[0])
+		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	snprintf(dir, sizeof(dir), "%s/ossuary-keyfile-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(dir))
+		harness_fail(__FILE__, __LINE__, "mkdtemp: %s", strerror(errno));
+}
+
+__attribute__((destructor)) static void cleanup(void)
+{
+	if (dir[0])
+		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static const char *at(const char *name)
+{
+	static char bufs[4][PATH_MAX];
+	static int i;
+	char *p = bufs[i++ % 4];
+
+	if (snprintf(p, PATH_MAX, "%s/%s", dir, name) >= PATH_MAX)
+		harness_fail(__FILE__, __LINE__, "path too long");
+	return p;
+}
+
+static void put(const char *path, mode_t mode, const char *text, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+	if (fd < 0 || write(fd, text, len) != (ssize_t)len || fchmod(fd, mode) != 0)
+		harness_fail(__FILE__, __LINE__, "writing %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+static void put_str(const char *path, mode_t mode, const char *text)
+{
+	put(path, mode, text, strlen(text));
+}
+
+static size_t slurp(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return (size_t)-1;
+	n = read(fd, buf, cap - 1);
+	close(fd);
+	if (n < 0)
+		return (size_t)-1;
+	buf[n] = '\0';
+	return (size_t)n;
+}
+
+static mode_t mode_of(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) != 0)
+		return (mode_t)-1;
+	return st.st_mode & 07777;
+}
+
+static void hex(char out[65], const uint8_t k[32])
+{
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", k[i]);
+}
+
+static void keypair(uint8_t sk[32], uint8_t pk[32])
+{
+	uint8_t full[64];
+
+	randombytes_buf(sk, 32);
+	crypto_sign_seed_keypair(pk, full, sk);
+	sodium_memzero(full, sizeof(full));
+}
+
+TEST(write_keypair_modes)
+{
+	mode_t old;
+
+	scratch();
+	/* The modes are forced: a permissive or strict umask changes nothing. */
+	old = umask(0);
+	CHECK_EQ(ossuary_write_keypair(at("a"), at("a.pub")), OSSUARY_OK);
+	umask(077);
+	CHECK_EQ(ossuary_write_keypair(at("b"), at("b.pub")), OSSUARY_OK);
+	umask(old);
+	CHECK_EQ(mode_of(at("a")), 0600);
+	CHECK_EQ(mode_of(at("a.pub")), 0644);
+	CHECK_EQ(mode_of(at("b")), 0600);
+	CHECK_EQ(mode_of(at("b.pub")), 0644);
+}
+
+TEST(file_format)
+{
+	char buf[512];
+	size_t n;
+
+	scratch();
+	CHECK_EQ(ossuary_write_keypair(at("k"), at("k.pub")), OSSUARY_OK);
+	for (int f = 0; f < 2; f++) {
+		const char *nl;
+
+		n = slurp(f ? at("k.pub") : at("k"), buf, sizeof(buf));
+		CHECK(n != (size_t)-1);
+		/* A comment line naming the type, then 64 lowercase hex digits. */
+		CHECK(strncmp(buf, f ? "# ossuary ed25519 public key\n" :
+				       "# ossuary ed25519 secret key", f ? 29 : 28) == 0);
+		nl = strchr(buf, '\n');
+		CHECK(nl && strlen(nl + 1) == 65 && nl[65] == '\n');
+		CHECK(strspn(nl + 1, "0123456789abcdef") == 64);
+	}
+}
+
+TEST(round_trip)
+{
+	uint8_t sk[32], pk[32], derived[32], full[64];
+
+	scratch();
+	CHECK_EQ(ossuary_write_keypair(at("k"), at("k.pub")), OSSUARY_OK);
+	CHECK_EQ(ossuary_load_secret_key(at("k"), sk), OSSUARY_OK);
+	CHECK_EQ(ossuary_load_public_key(at("k.pub"), pk), OSSUARY_OK);
+	/* The public file holds the key the secret seed derives. */
+	crypto_sign_seed_keypair(derived, full, sk);
+	CHECK_MEM(derived, pk, 32);
+	CHECK(!sodium_is_zero(pk, 32));
+	/* Two pairs are different pairs. */
+	CHECK_EQ(ossuary_write_keypair(at("j"), at("j.pub")), OSSUARY_OK);
+	CHECK_EQ(ossuary_load_public_key(at("j.pub"), derived), OSSUARY_OK);
+	CHECK(memcmp(derived, pk, 32) != 0);
+}
+
+TEST(overwrite_refused)
+{
+	char before[512], after[512], pub_before[512], pub_after[512];
+
+	scratch();
+	CHECK_EQ(ossuary_write_keypair(at("k"), at("k.pub")), OSSUARY_OK);
+	CHECK(slurp(at("k"), before, sizeof(before)) != (size_t)-1);
+	CHECK(slurp(at("k.pub"), pub_before, sizeof(pub_before)) != (size_t)-1);
+	errno = 0;
+	CHECK_EQ(ossuary_write_keypair(at("k"), at("k.pub")), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(errno, EEXIST);
+	CHECK(slurp(at("k"), after, sizeof(after)) != (size_t)-1);
+	CHECK(slurp(at("k.pub"), pub_after, sizeof(pub_after)) != (size_t)-1);
+	CHECK(strcmp(before, after) == 0);
+	CHECK(strcmp(pub_before, pub_after) == 0);
+
+	/* Only the public file exists: refused, and no secret file appears. */
+	put_str(at("p.pub"), 0644, "x\n");
+	CHECK_EQ(ossuary_write_keypair(at("p"), at("p.pub")), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(errno, EEXIST);
+	CHECK_EQ(mode_of(at("p")), (mode_t)-1);
+
+	/* Only the secret file exists: refused, and it is left alone. */
+	put_str(at("s"), 0600, "precious\n");
+	CHECK_EQ(ossuary_write_keypair(at("s"), at("s.pub")), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(errno, EEXIST);
+	CHECK(slurp(at("s"), after, sizeof(after)) == 9 && strcmp(after, "precious\n") == 0);
+	CHECK_EQ(mode_of(at("s.pub")), (mode_t)-1);
+
+	/* A symlink at the secret path is not followed (or replaced). */
+	CHECK_EQ(symlink(at("target"), at("l")), 0);
+	CHECK_EQ(ossuary_write_keypair(at("l"), at("l.pub")), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(mode_of(at("target")), (mode_t)-1);
+
+	/* A missing directory is a plain error, with nothing left behind. */
+	CHECK_EQ(ossuary_write_keypair(at("no/k"), at("no/k.pub")), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(errno, ENOENT);
+	/* Public file unwritable after the secret was made: secret removed. */
+	CHECK_EQ(ossuary_write_keypair(at("m"), at("no/m.pub")), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(mode_of(at("m")), (mode_t)-1);
+}
+
+TEST(secret_too_open_refused)
+{
+	static const mode_t bad[] = { 0644, 0640, 0604, 0620, 0602, 0610, 0601, 0666 };
+	uint8_t k[32];
+
+	scratch();
+	CHECK_EQ(ossuary_write_keypair(at("k"), at("k.pub")), OSSUARY_OK);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK_EQ(chmod(at("k"), bad[i]), 0);
+		memset(k, 0xaa, sizeof(k));
+		errno = 0;
+		CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_ERR_KEY_FILE);
+		CHECK_EQ(errno, EPERM);
+		CHECK(sodium_is_zero(k, 32));	/* no half-result left behind */
+	}
+	CHECK_EQ(chmod(at("k"), 0400), 0);
+	CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_OK);
+	/* The public key file may be world-readable, of course. */
+	CHECK_EQ(ossuary_load_public_key(at("k.pub"), k), OSSUARY_OK);
+}
+
+TEST(not_regular_refused)
+{
+	uint8_t k[32];
+
+	scratch();
+	CHECK_EQ(mkdir(at("d"), 0700), 0);
+	CHECK_EQ(ossuary_load_secret_key(at("d"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(ossuary_load_public_key(at("d"), k), OSSUARY_ERR_KEY_FILE);
+	/* A FIFO must not hang the loader. */
+	CHECK_EQ(mkfifo(at("f"), 0600), 0);
+	CHECK_EQ(ossuary_load_secret_key(at("f"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(ossuary_load_public_key(at("f"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(ossuary_load_secret_key("/dev/null", k), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(ossuary_load_public_key(at("missing"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(errno, ENOENT);
+}
+
+TEST(key_parser)
+{
+	static const char key[] =
+		"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+	static const char KEY[] =
+		"00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff";
+	static const struct {
+		const char *text;
+		int ok;
+	} cases[] = {
+		{ "%s\n", 1 },
+		{ "%s", 1 },			/* no final newline */
+		{ "# c\n\n%s\n\n# d\n", 1 },
+		{ "%s\r\n", 1 },		/* CRLF */
+		{ "  %s  \n", 1 },
+		{ "%s  a comment\n", 1 },
+		{ "", 0 },
+		{ "# only a comment\n", 0 },
+		{ "%1$s\n%1$s\n", 0 },		/* two keys in a one-key file */
+		{ "%s0\n", 0 },			/* 65 digits */
+		{ "%.63s\n", 0 },		/* 63 digits */
+		{ "%.62sxy\n", 0 },		/* not hex */
+		{ "%s#\n", 0 },			/* junk glued to the key */
+		{ "0x%s\n", 0 },
+	};
+	char text[512], esc[64];
+	uint8_t k[32], want[32];
+
+	scratch();
+	sodium_hex2bin(want, 32, key, 64, NULL, NULL, NULL);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc;
+
+		snprintf(text, sizeof(text), cases[i].text, key);
+		put_str(at("k"), 0600, text);
+		rc = ossuary_load_secret_key(at("k"), k);
+		snprintf(esc, sizeof(esc), "case %zu", i);
+		if (cases[i].ok != (rc == OSSUARY_OK))
+			harness_fail(__FILE__, __LINE__, "%s: rc %d", esc, rc);
+		if (rc == OSSUARY_OK)
+			CHECK_MEM(k, want, 32);
+		else
+			CHECK_EQ(rc, OSSUARY_ERR_KEY_FILE);
+	}
+	snprintf(text, sizeof(text), "%.30s %s\n", key, key + 30);	/* split */
+	put_str(at("k"), 0600, text);
+	CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_ERR_KEY_FILE);
+	snprintf(text, sizeof(text), "%s\n", KEY);	/* either case reads */
+	put_str(at("k"), 0600, text);
+	CHECK_EQ(ossuary_load_public_key(at("k"), k), OSSUARY_OK);
+	CHECK_MEM(k, want, 32);
+	/* An embedded NUL is malformed, not a silent end of file. */
+	snprintf(text, sizeof(text), "# x\n%s\n", key);
+	text[2] = '\0';
+	put(at("k"), 0600, text, strlen(key) + 5);
+	CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_ERR_KEY_FILE);
+	/* A zero public key means "none" on the wire: never loaded as a key. */
+	put_str(at("z"), 0644, "0000000000000000000000000000000000000000000000000000000000000000\n");
+	CHECK_EQ(ossuary_load_public_key(at("z"), k), OSSUARY_ERR_KEY_FILE);
+	/* A file far too large to be a key file. */
+	memset(text, '#', sizeof(text));
+	{
+		int fd = open(at("big"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		CHECK(fd >= 0);
+		for (int j = 0; j < 20; j++)
+			CHECK_EQ(write(fd, text, sizeof(text)), (ssize_t)sizeof(text));
+		close(fd);
+	}
+	CHECK_EQ(ossuary_load_secret_key(at("big"), k), OSSUARY_ERR_KEY_FILE);
+}
+
+TEST(null_arguments)
+{
+	uint8_t k[32];
+	OssuaryConnection *c = ossuary_create_connection(CONN_TYPE_CLIENT, NULL);
+
+	CHECK(c);
+	CHECK_EQ(ossuary_write_keypair(NULL, "x"), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_write_keypair("x", NULL), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_write_keypair("", "x"), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_write_keypair("same", "same"), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_load_secret_key(NULL, k), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_load_secret_key("x", NULL), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_load_public_key(NULL, k), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_load_public_key("", k), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_load_authorized_keys(NULL, "x"), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_load_authorized_keys(c, NULL), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_known_hosts_check(NULL, "h", k), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_known_hosts_check("x", NULL, k), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_known_hosts_check("x", "h", NULL), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_known_hosts_add(NULL, "h", k), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_known_hosts_add("x", NULL, k), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_known_hosts_add("x", "h", NULL), OSSUARY_ERR_INVALID);
+	ossuary_destroy_connection(&c);
+}
+
+/* ---- authorized keys: checked through a real in-memory handshake ---- */
+
+/*
+ * Runs the handshake between client and server through the filter API
+ * until neither side moves. Returns the client's ossuary_handshake_done()
+ * (1, 0, or OSSUARY_ERR_UNTRUSTED_SERVER at the pause, ...).
+ */
+static int pump(OssuaryConnection *cl, OssuaryConnection *sv)
+{
+	uint8_t to_sv[4096], to_cl[4096];
+	size_t n_sv = 0, n_cl = 0;
+
+	for (int round = 0; round < 16; round++) {
+		size_t room, used;
+
+		room = sizeof(to_sv) - n_sv;
+		ossuary_send_handshake(cl, to_sv + n_sv, &room);
+		n_sv += room;
+		used = n_sv;
+		if (n_sv && ossuary_recv_handshake(sv, to_sv, &used) >= 0) {
+			memmove(to_sv, to_sv + used, n_sv - used);
+			n_sv -= used;
+		}
+		room = sizeof(to_cl) - n_cl;
+		ossuary_send_handshake(sv, to_cl + n_cl, &room);
+		n_cl += room;
+		used = n_cl;
+		if (n_cl && ossuary_recv_handshake(cl, to_cl, &used) >= 0) {
+			memmove(to_cl, to_cl + used, n_cl - used);
+			n_cl -= used;
+		}
+		/* Both finished, or the client paused or failed. */
+		if (ossuary_handshake_done(cl) != 0 &&
+		    (ossuary_handshake_done(sv) != 0 || ossuary_handshake_done(cl) < 0))
+			break;
+	}
+	return ossuary_handshake_done(cl);
+}
+
+TEST(authorized_keys_file)
+{
+	uint8_t sk[32], pk[32], other_sk[32], other_pk[32];
+	char h[65], ho[65], text[1024];
+	OssuaryConnection *cl, *sv;
+
+	scratch();
+	keypair(sk, pk);
+	keypair(other_sk, other_pk);
+	hex(h, pk);
+	hex(ho, other_pk);
+	snprintf(text, sizeof(text),
+		 "# servers we trust\n\n%s laptop\n   \n\t# indented comment\n%s\r\n", ho, h);
+	put_str(at("auth"), 0644, text);
+
+	/* The client that loaded the list accepts the listed server, no pause. */
+	cl = ossuary_create_connection(CONN_TYPE_CLIENT, NULL);
+	sv = ossuary_create_connection(CONN_TYPE_UNAUTHENTICATED_SERVER, sk);
+	CHECK(cl && sv);
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("auth")), 2);
+	CHECK_EQ(pump(cl, sv), 1);
+	CHECK_EQ(ossuary_handshake_done(sv), 1);
+	ossuary_destroy_connection(&cl);
+	ossuary_destroy_connection(&sv);
+
+	/* A list without the server's key pauses at "untrusted server". */
+	snprintf(text, sizeof(text), "%s\n", ho);
+	put_str(at("other"), 0644, text);
+	cl = ossuary_create_connection(CONN_TYPE_CLIENT, NULL);
+	sv = ossuary_create_connection(CONN_TYPE_UNAUTHENTICATED_SERVER, sk);
+	CHECK(cl && sv);
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("other")), 1);
+	CHECK_EQ(pump(cl, sv), OSSUARY_ERR_UNTRUSTED_SERVER);
+	ossuary_destroy_connection(&cl);
+	ossuary_destroy_connection(&sv);
+
+	/* A file of comments only loads nothing, and that is not an error. */
+	put_str(at("empty"), 0644, "# nobody yet\n\n");
+	cl = ossuary_create_connection(CONN_TYPE_CLIENT, NULL);
+	CHECK(cl);
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("empty")), 0);
+	ossuary_destroy_connection(&cl);
+}
+
+TEST(authorized_keys_malformed)
+{
+	static const char *bad[] = {
+		"not a key\n",
+		"%s\nzz%s\n",			/* the second line is bad */
+		"%s\n%.63s\n",
+		"%sff\n",
+		"0000000000000000000000000000000000000000000000000000000000000000\n",
+	};
+	uint8_t sk[32], pk[32];
+	char h[65], text[512];
+	OssuaryConnection *cl, *sv;
+
+	scratch();
+	keypair(sk, pk);
+	hex(h, pk);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), bad[i], h, h);
+		put_str(at("auth"), 0644, text);
+		cl = ossuary_create_connection(CONN_TYPE_CLIENT, NULL);
+		sv = ossuary_create_connection(CONN_TYPE_UNAUTHENTICATED_SERVER, sk);
+		CHECK(cl && sv);
+		errno = 0;
+		CHECK_EQ(ossuary_load_authorized_keys(cl, at("auth")), OSSUARY_ERR_KEY_FILE);
+		CHECK_EQ(errno, EINVAL);
+		/*
+		 * All or nothing: the valid first line was not added either, so
+		 * the list is still empty and a signing server makes the client
+		 * pause (with the key listed it would not).
+		 */
+		CHECK_EQ(pump(cl, sv), OSSUARY_ERR_UNTRUSTED_SERVER);
+		ossuary_destroy_connection(&cl);
+		ossuary_destroy_connection(&sv);
+	}
+	/* An over-long line is malformed too. */
+	memset(text, 'a', sizeof(text) - 2);
+	text[sizeof(text) - 2] = '\n';
+	text[sizeof(text) - 1] = '\0';
+	cl = ossuary_create_connection(CONN_TYPE_CLIENT, NULL);
+	CHECK(cl);
+	{
+		int fd = open(at("long"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		CHECK(fd >= 0);
+		CHECK_EQ(write(fd, h, 64), 64);
+		CHECK_EQ(write(fd, " ", 1), 1);
+		for (int j = 0; j < 4; j++)
+			CHECK_EQ(write(fd, text, sizeof(text) - 2), (ssize_t)sizeof(text) - 2);
+		close(fd);
+	}
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("long")), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("missing")), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(ossuary_load_authorized_keys(cl, dir), OSSUARY_ERR_KEY_FILE);
+	ossuary_destroy_connection(&cl);
+}
+
+/* ---- known hosts ---- */
+
+TEST(known_hosts)
+{
+	uint8_t sk[32], k1[32], k2[32];
+	char buf[1024], h[65];
+	const char *kh;
+
+	scratch();
+	kh = at("known_hosts");
+	keypair(sk, k1);
+	keypair(sk, k2);
+	/* No file yet: every host is unknown. */
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", k1), OSSUARY_ERR_UNTRUSTED_SERVER);
+	CHECK_EQ(ossuary_known_hosts_add(kh, "alpha", k1), OSSUARY_OK);
+	CHECK_EQ(mode_of(kh), 0600);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", k1), OSSUARY_OK);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "ALPHA", k1), OSSUARY_OK);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", k2), OSSUARY_ERR_KEY_CHANGED);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "beta", k1), OSSUARY_ERR_UNTRUSTED_SERVER);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alph", k1), OSSUARY_ERR_UNTRUSTED_SERVER);
+	/* A changed key is never silently added beside the old one. */
+	CHECK_EQ(ossuary_known_hosts_add(kh, "alpha", k2), OSSUARY_ERR_KEY_CHANGED);
+	/* Adding what is there already writes nothing. */
+	CHECK_EQ(ossuary_known_hosts_add(kh, "alpha", k1), OSSUARY_OK);
+	CHECK_EQ(ossuary_known_hosts_add(kh, "[::1]:7000", k2), OSSUARY_OK);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "[::1]:7000", k2), OSSUARY_OK);
+	hex(h, k1);
+	snprintf(buf, sizeof(buf), "alpha %s\n", h);
+	{
+		char file[1024];
+		size_t n = slurp(kh, file, sizeof(file));
+
+		CHECK_EQ(n, 2 * (strlen(buf)) + 5);
+		CHECK(strncmp(file, buf, strlen(buf)) == 0);
+	}
+	/* Invalid host names are refused before the file is touched. */
+	CHECK_EQ(ossuary_known_hosts_add(kh, "", k1), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_known_hosts_add(kh, "a b", k1), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_known_hosts_add(kh, "a\nb", k1), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_known_hosts_add(kh, "#a", k1), OSSUARY_ERR_INVALID);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "a\tb", k1), OSSUARY_ERR_INVALID);
+	memset(sk, 0, sizeof(sk));
+	CHECK_EQ(ossuary_known_hosts_add(kh, "zero", sk), OSSUARY_ERR_INVALID);
+}
+
+TEST(known_hosts_hand_edited)
+{
+	uint8_t sk[32], k1[32], k2[32];
+	char h1[65], h2[65], text[1024];
+	const char *kh;
+
+	scratch();
+	kh = at("kh");
+	keypair(sk, k1);
+	keypair(sk, k2);
+	hex(h1, k1);
+	hex(h2, k2);
+	/* Comments, blanks, tabs, CRLF and no final newline are all fine. */
+	snprintf(text, sizeof(text), "# mine\n\n  alpha\t %s  \r\nbeta %s", h1, h2);
+	put_str(kh, 0644, text);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", k1), OSSUARY_OK);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "beta", k2), OSSUARY_OK);
+	/* The append starts a fresh line after the unterminated last one. */
+	CHECK_EQ(ossuary_known_hosts_add(kh, "gamma", k1), OSSUARY_OK);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "beta", k2), OSSUARY_OK);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "gamma", k1), OSSUARY_OK);
+	/* A host listed twice is accepted with either key (a hand edit). */
+	snprintf(text, sizeof(text), "alpha %s\nalpha %s\n", h1, h2);
+	put_str(kh, 0600, text);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", k1), OSSUARY_OK);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", k2), OSSUARY_OK);
+	/* A malformed file fails closed, for check and for add. */
+	snprintf(text, sizeof(text), "alpha %s\nbeta\n", h1);
+	put_str(kh, 0600, text);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", k1), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(ossuary_known_hosts_add(kh, "gamma", k1), OSSUARY_ERR_KEY_FILE);
+	snprintf(text, sizeof(text), "alpha %s junk\n", h1);
+	put_str(kh, 0600, text);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", k1), OSSUARY_ERR_KEY_FILE);
+	/* Not a regular file. */
+	CHECK_EQ(ossuary_known_hosts_check(dir, "alpha", k1), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(ossuary_known_hosts_add(dir, "alpha", k1), OSSUARY_ERR_KEY_FILE);
+}
+
+/* ---- the ossuary-keygen tool, run as a subprocess ---- */
+
+static int tool_path(char *out, size_t cap)
+{
+	const char *bin = getenv("OSSUARY_BIN");
+	char self[PATH_MAX];
+	ssize_t n;
+	char *slash;
+
+	if (bin && *bin) {
+		snprintf(out, cap, "%s/ossuary-keygen", bin);
+		return 1;
+	}
+	/* This binary is O/tests/NAME; the tools are in O/bin/. */
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0)
+		return 0;
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	if (!slash)
+		return 0;
+	*slash = '\0';
+	if (snprintf(out, cap, "%s/../bin/ossuary-keygen", self) >= (int)cap)
+		out[0] = '\0';
+	return 0;
+}
+
+/* Runs the tool; collects stdout and stderr; returns the exit status. */
+static int run(const char *tool, const char *const args[], char *out, size_t out_cap,
+	       char *err, size_t err_cap)
+{
+	int po[2], pe[2], status;
+	size_t no = 0, ne = 0;
+	pid_t pid;
+	char *argv[8];
+	int k = 0;
+
+	argv[k++] = (char *)tool;
+	for (; args[k - 1] && k < 7; k++)
+		argv[k] = (char *)args[k - 1];
+	argv[k] = NULL;
+	if (pipe(po) || pipe(pe))
+		harness_fail(__FILE__, __LINE__, "pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid == 0) {
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		close(po[0]);
+		close(pe[0]);
+		if (chdir(dir) != 0)
+			_exit(126);
+		execv(tool, argv);
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	for (;;) {
+		struct pollfd p[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
+		int open_fds = 0;
+
+		for (int i = 0; i < 2; i++)
+			if (p[i].fd >= 0)
+				open_fds++;
+		if (!open_fds || poll(p, 2, 10000) <= 0)
+			break;
+		for (int i = 0; i < 2; i++) {
+			char *b = i ? err : out;
+			size_t *nb = i ? &ne : &no, cap = i ? err_cap : out_cap;
+			ssize_t r;
+
+			if (p[i].fd < 0 || !p[i].revents)
+				continue;
+			r = read(p[i].fd, b + *nb, cap - 1 - *nb);
+			if (r <= 0) {
+				close(p[i].fd);
+				if (i)
+					pe[0] = -1;
+				else
+					po[0] = -1;
+			} else {
+				*nb += (size_t)r;
+			}
+		}
+		if (po[0] < 0 && pe[0] < 0)
+			break;
+	}
+	if (po[0] >= 0)
+		close(po[0]);
+	if (pe[0] >= 0)
+		close(pe[0]);
+	out[no] = '\0';
+	err[ne] = '\0';
+	if (waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST(keygen_tool)
+{
+	char tool[PATH_MAX], out[4096], err[4096], h[65];
+	uint8_t pk[32], sk[32], derived[32], full[64];
+	int explicit_bin = tool_path(tool, sizeof(tool));
+
+	if (access(tool, X_OK) != 0) {
+		/* `make tests` alone does not build tools; the explicit path must exist. */
+		if (explicit_bin)
+			harness_fail(__FILE__, __LINE__, "%s: %s", tool, strerror(errno));
+		harness_note("SKIP keygen_tool: %s not built (make tools)", tool);
+		return;
+	}
+	scratch();
+	{
+		const char *args[] = { "-f", "id", NULL };
+
+		CHECK_EQ(run(tool, args, out, sizeof(out), err, sizeof(err)), 0);
+	}
+	CHECK_EQ(mode_of(at("id")), 0600);
+	CHECK_EQ(mode_of(at("id.pub")), 0644);
+	CHECK_EQ(ossuary_load_public_key(at("id.pub"), pk), OSSUARY_OK);
+	CHECK_EQ(ossuary_load_secret_key(at("id"), sk), OSSUARY_OK);
+	crypto_sign_seed_keypair(derived, full, sk);
+	CHECK_MEM(derived, pk, 32);
+	/* stdout is the public key alone, for scripts. */
+	hex(h, pk);
+	CHECK_EQ(strlen(out), 65);
+	CHECK(strncmp(out, h, 64) == 0 && out[64] == '\n');
+
+	/* A second run refuses, says why, exits nonzero, changes nothing. */
+	{
+		const char *args[] = { "--file", "id", NULL };
+
+		CHECK_EQ(run(tool, args, out, sizeof(out), err, sizeof(err)), 1);
+	}
+	CHECK(strstr(err, "already exists") != NULL);
+	CHECK_EQ(out[0], '\0');
+	CHECK_EQ(ossuary_load_public_key(at("id.pub"), derived), OSSUARY_OK);
+	CHECK_MEM(derived, pk, 32);
+
+	/* The default path is ./ossuary.key in the working directory. */
+	{
+		const char *args[] = { NULL };
+
+		CHECK_EQ(run(tool, args, out, sizeof(out), err, sizeof(err)), 0);
+	}
+	CHECK_EQ(mode_of(at("ossuary.key")), 0600);
+	CHECK_EQ(mode_of(at("ossuary.key.pub")), 0644);
+
+	/* An unwritable place: a clear message and a nonzero exit. */
+	{
+		const char *args[] = { "-f", "no/such/dir/k", NULL };
+
+		CHECK_EQ(run(tool, args, out, sizeof(out), err, sizeof(err)), 1);
+	}
+	CHECK(strstr(err, "No such file or directory") != NULL);
+	CHECK_EQ(mode_of(at("no")), (mode_t)-1);
+
+	{
+		const char *args[] = { "--help", NULL };
+
+		CHECK_EQ(run(tool, args, out, sizeof(out), err, sizeof(err)), 0);
+	}
+	CHECK(strstr(out, "Usage: ossuary-keygen") != NULL);
+	{
+		const char *args[] = { "--bogus", NULL };
+
+		CHECK_EQ(run(tool, args, out, sizeof(out), err, sizeof(err)), 2);
+	}
+	{
+		const char *args[] = { "-f", "a", "extra", NULL };
+
+		CHECK_EQ(run(tool, args, out, sizeof(out), err, sizeof(err)), 2);
+	}
+	CHECK_EQ(mode_of(at("a")), (mode_t)-1);
+}

@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * RESET end to end in memory: a record damaged in transit is skipped, the
+ * two sides exchange RESET, the client re-handshakes on the same stream
+ * and the channel carries data again under new secrets. Four exchanges
+ * are allowed per connection; the fifth is refused with DISCONNECT(1).
+ */
+#define HARNESS_MAIN
+/* harness.h's main() keeps locals across setjmp that GCC -O2 flags falsely. */
+#pragma GCC diagnostic ignored "-Wclobbered"
+#include "harness.h"
+
+#include "internal.h"
+#include "util/endpoint.h"
+
+struct pair {
+	struct ep c, s;
+	uint8_t server_sk[32], server_pk[32], client_sk[32], client_pk[32];
+};
+
+static void established_pair(struct pair *p)
+{
+	CHECK_EQ(ossuary_generate_auth_keypair(p->server_sk, p->server_pk), OSSUARY_OK);
+	CHECK_EQ(ossuary_generate_auth_keypair(p->client_sk, p->client_pk), OSSUARY_OK);
+	ep_init(&p->c, ossuary_create_connection(CONN_TYPE_CLIENT, p->client_sk));
+	ep_init(&p->s, ossuary_create_connection(CONN_TYPE_AUTHENTICATED_SERVER,
+						 p->server_sk));
+	CHECK_EQ(ossuary_add_authorized_key(p->c.c, p->server_pk), OSSUARY_OK);
+	CHECK_EQ(ossuary_add_authorized_key(p->s.c, p->client_pk), OSSUARY_OK);
+	ep_handshake(&p->c, &p->s);
+	CHECK_EQ(ossuary_handshake_done(p->c.c), 1);
+	CHECK_EQ(ossuary_handshake_done(p->s.c), 1);
+}
+
+static void free_pair(struct pair *p)
+{
+	ep_free(&p->c);
+	ep_free(&p->s);
+}
+
+static size_t count(const struct ep *e, int ev)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < e->n_events; i++)
+		n += e->events[i] == ev;
+	return n;
+}
+
+static void clear(struct ep *e)
+{
+	bytes_clear(&e->delivered);
+	e->n_events = 0;
+}
+
+/* Data flows both ways; returns the client's current send secret. */
+static void exchange(struct pair *p, uint8_t c_tx[32])
+{
+	uint8_t rx[32];
+	uint64_t a, b;
+
+	clear(&p->c);
+	clear(&p->s);
+	ep_send(&p->c, "up", 2);
+	ep_send(&p->s, "down", 4);
+	ep_shuttle(&p->c, &p->s);
+	CHECK_EQ(p->c.err, 0);
+	CHECK_EQ(p->s.err, 0);
+	CHECK_EQ(p->s.delivered.len, 2);
+	CHECK_MEM(p->s.delivered.p, "up", 2);
+	CHECK_EQ(p->c.delivered.len, 4);
+	CHECK_MEM(p->c.delivered.p, "down", 4);
+	CHECK_EQ(ossuary__debug_traffic(p->c.c, c_tx, &a, rx, &b), OSSUARY_OK);
+}
+
+/* The server sends three records; the middle one is damaged in transit. */
+static void damaged_record(struct pair *p)
+{
+	struct bytes wire;
+	size_t first;
+
+	ep_send(&p->s, "one", 3);
+	first = p->s.out.len;
+	ep_send(&p->s, "two", 3);
+	ep_send(&p->s, "three", 5);
+	wire = p->s.out;
+	memset(&p->s.out, 0, sizeof(p->s.out));
+	wire.p[first + 4] ^= 0x01;	/* first ciphertext byte of "two" */
+	ep_feed(&p->c, wire.p, wire.len);
+	bytes_free(&wire);
+}
+
+/* One recovery: RESET, RESET, then a new handshake on the same stream. */
+static void recover(struct pair *p, unsigned int n)
+{
+	clear(&p->c);
+	clear(&p->s);
+	damaged_record(p);
+	/* "one" only; "three" opened and discarded; no error for the app. */
+	CHECK_EQ(p->c.err, 0);
+	CHECK_EQ(p->c.delivered.len, 3);
+	CHECK_MEM(p->c.delivered.p, "one", 3);
+	CHECK(p->c.c->reset_sent);
+	CHECK_EQ(p->c.out.len, 21);
+	CHECK_EQ(p->c.out.p[1], OSSUARY_RECORD_RESET);
+	ep_shuttle(&p->c, &p->s);
+	CHECK_EQ(p->c.err, 0);
+	CHECK_EQ(p->s.err, 0);
+	CHECK_EQ(count(&p->c, OSSUARY_EVENT_RESET), 1);
+	CHECK_EQ(count(&p->s, OSSUARY_EVENT_RESET), 1);
+	CHECK_EQ(count(&p->c, OSSUARY_EVENT_HANDSHAKE_DONE), 1);
+	CHECK_EQ(count(&p->s, OSSUARY_EVENT_HANDSHAKE_DONE), 1);
+	CHECK_EQ(p->c.c->resets_so_far, n);
+	CHECK_EQ(p->s.c->resets_so_far, n);
+	CHECK_EQ(ossuary_handshake_done(p->c.c), 1);
+	CHECK_EQ(ossuary_handshake_done(p->s.c), 1);
+}
+
+TEST(reset_recovers_after_a_damaged_record)
+{
+	struct pair p;
+	uint8_t before[32], after[32];
+
+	established_pair(&p);
+	exchange(&p, before);
+	recover(&p, 1);
+	exchange(&p, after);
+	CHECK(memcmp(before, after, 32) != 0);
+	free_pair(&p);
+}
+
+/* The application sees OSSUARY_ERR_RESET from recv_data each time. */
+TEST(application_sees_reset)
+{
+	struct pair p;
+	uint8_t in[64], out[64];
+	size_t in_len, room;
+
+	established_pair(&p);
+	CHECK_EQ(ossuary_reset(p.s.c), OSSUARY_OK);
+	CHECK_EQ(ossuary_reset(p.s.c), OSSUARY_ERR_STATE);
+	CHECK_EQ(ossuary_flush(p.s.c, in, sizeof(in)), 21);
+	room = sizeof(out);
+	CHECK_EQ(ossuary_send_data(p.s.c, (const uint8_t *)"x", 1, out, &room),
+		 OSSUARY_ERR_RESET);
+	in_len = 21;
+	room = sizeof(out);
+	CHECK_EQ(ossuary_recv_data(p.c.c, in, &in_len, out, &room), OSSUARY_ERR_RESET);
+	CHECK_EQ(in_len, 21);
+	CHECK_EQ(ossuary_handshake_done(p.c.c), 0);
+	/* The client answered RESET, then CLIENT_HELLO. */
+	CHECK_EQ(ossuary_flush(p.c.c, in, sizeof(in)), 21);
+	in_len = 21;
+	room = sizeof(out);
+	CHECK_EQ(ossuary_recv_data(p.s.c, in, &in_len, out, &room), OSSUARY_ERR_RESET);
+	CHECK_EQ(ossuary_handshake_done(p.s.c), 0);
+	room = sizeof(out);
+	CHECK_EQ(ossuary_recv_data(p.s.c, in, &in_len, out, &room), OSSUARY_ERR_RESET);
+	ep_drain(&p.c);
+	CHECK_EQ(p.c.out.len, 80);
+	ep_shuttle(&p.c, &p.s);
+	CHECK_EQ(ossuary_handshake_done(p.c.c), 1);
+	CHECK_EQ(ossuary_handshake_done(p.s.c), 1);
+	free_pair(&p);
+}
+
+TEST(fifth_reset_refused_after_damage)
+{
+	struct pair p;
+	uint8_t k[32];
+
+	established_pair(&p);
+	for (unsigned int i = 1; i <= 4; i++) {
+		recover(&p, i);
+		exchange(&p, k);
+	}
+	clear(&p.c);
+	clear(&p.s);
+	damaged_record(&p);
+	CHECK_EQ(p.c.err, OSSUARY_ERR_TOO_MANY_RESETS);
+	/* DISCONNECT(1), sealed: the server still holds its receive secret. */
+	CHECK_EQ(p.c.out.len, 21);
+	CHECK_EQ(p.c.out.p[1], OSSUARY_RECORD_DISCONNECT);
+	ep_shuttle(&p.c, &p.s);
+	CHECK_EQ(p.s.err, OSSUARY_ERR_DISCONNECTED);
+	free_pair(&p);
+}
+
+TEST(fifth_reset_refused_when_asked)
+{
+	struct pair p;
+	uint8_t k[32];
+
+	established_pair(&p);
+	for (unsigned int i = 1; i <= 4; i++) {
+		recover(&p, i);
+		exchange(&p, k);
+	}
+	CHECK_EQ(ossuary_reset(p.s.c), OSSUARY_ERR_TOO_MANY_RESETS);
+	ep_drain(&p.s);
+	CHECK_EQ(p.s.out.len, 21);
+	ep_shuttle(&p.c, &p.s);
+	CHECK_EQ(p.c.err, OSSUARY_ERR_DISCONNECTED);
+	free_pair(&p);
+}
+
+/* A peer at its limit refuses our RESET with DISCONNECT(1). */
+TEST(fifth_reset_refused_by_the_peer)
+{
+	struct pair p;
+
+	established_pair(&p);
+	p.s.c->resets_so_far = 4;
+	CHECK_EQ(ossuary_reset(p.c.c), OSSUARY_OK);
+	ep_drain(&p.c);
+	ep_shuttle(&p.c, &p.s);
+	CHECK_EQ(p.s.err, OSSUARY_ERR_TOO_MANY_RESETS);
+	CHECK_EQ(p.c.err, OSSUARY_ERR_DISCONNECTED);
+	free_pair(&p);
+}
+
+/* Both sides start a reset at once: each answers nobody, both recover. */
+TEST(simultaneous_reset)
+{
+	struct pair p;
+	uint8_t k[32];
+
+	established_pair(&p);
+	clear(&p.c);
+	clear(&p.s);
+	CHECK_EQ(ossuary_reset(p.c.c), OSSUARY_OK);
+	CHECK_EQ(ossuary_reset(p.s.c), OSSUARY_OK);
+	ep_drain(&p.c);
+	ep_drain(&p.s);
+	ep_shuttle(&p.c, &p.s);
+	CHECK_EQ(count(&p.c, OSSUARY_EVENT_RESET), 1);
+	CHECK_EQ(count(&p.s, OSSUARY_EVENT_RESET), 1);
+	exchange(&p, k);
+	free_pair(&p);
+}
+
+/* A half-closed side answers a RESET with nothing, and reports the end. */
+TEST(reset_to_half_closed_side)
+{
+	struct pair p;
+
+	established_pair(&p);
+	CHECK_EQ(ossuary_disconnect(p.c.c, 0), OSSUARY_OK);
+	CHECK_EQ(ossuary_reset(p.c.c), OSSUARY_ERR_STATE);
+	CHECK_EQ(ossuary_reset(p.s.c), OSSUARY_OK);
+	ep_drain(&p.c);
+	ep_drain(&p.s);
+	ep_shuttle(&p.c, &p.s);
+	CHECK_EQ(p.c.err, OSSUARY_ERR_DISCONNECTED);
+	CHECK_EQ(p.c.out.len, 0);
+	free_pair(&p);
+}

@@ -23,6 +23,9 @@
 extern "C" {
 #endif
 
+/* The library builds with -fvisibility=hidden: what this header declares is its ABI. */
+#pragma GCC visibility push(default)
+
 typedef struct OssuaryConnection OssuaryConnection;
 
 typedef enum {
@@ -118,6 +121,27 @@ int ossuary_disconnect(OssuaryConnection *conn, int reason);
 /* Tell the library that the transport reported end-of-file. */
 int ossuary_recv_eof(OssuaryConnection *conn);
 /*
+ * How the filter calls fit together (userspace record layer):
+ *  - Input is never buffered inside: a partial record consumes nothing
+ *    (OSSUARY_ERR_WOULD_BLOCK), so keep unconsumed bytes and call again
+ *    with more. A record longer than OSSUARY_MAX_RECORD is refused from
+ *    its 4-byte header.
+ *  - recv_data may return 0 after consuming input: records that deliver
+ *    nothing (KEY_UPDATE, an empty DATA, data discarded during a reset).
+ *    OSSUARY_ERR_EOF is a clean end of the peer's direction, and stays.
+ *  - Replies the library owes (KEY_UPDATE(0), RESET, DISCONNECT, the
+ *    next handshake record) are queued; send_data writes them first,
+ *    and ossuary_flush() or ossuary_send_handshake() write them alone.
+ *    Call one of them after every recv.
+ *  - A record that fails to open starts a RESET instead of failing.
+ *    When an exchange completes, recv_data returns OSSUARY_ERR_RESET
+ *    with the RESET consumed; handshake_done() is then 0 and the bytes
+ *    after it belong to ossuary_recv_handshake(). recv_handshake never
+ *    consumes past the last handshake record, so the bytes after that
+ *    belong to recv_data again.
+ */
+
+/*
  * Start a RESET exchange ("drop back to the handshake"): queues a RESET;
  * the peer's records are then opened and discarded until its RESET
  * arrives, when recv_data returns OSSUARY_ERR_RESET and the handshake
@@ -192,6 +216,8 @@ int ossuary_known_hosts_check(const char *path, const char *host,
 			      const uint8_t key[32]);
 int ossuary_known_hosts_add(const char *path, const char *host,
 			    const uint8_t key[32]);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

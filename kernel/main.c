@@ -99,9 +99,14 @@ static int ossuary_setsockopt(struct sock *sk, int level, int optname,
 			return -EFAULT;
 		if (val != 0 && val != 1)
 			return -EINVAL;
+		mutex_lock(&ctx->tx_lock);
 		lock_sock(sk);
-		err = ossuary_tx_key_update(sk, ctx, val, MSG_DONTWAIT);
+		err = ossuary_tx_key_update(sk, ctx, val);
+		if (!err)
+			err = ossuary_tx_flush(sk, ctx,
+					       MSG_DONTWAIT | MSG_NOSIGNAL);
 		release_sock(sk);
+		mutex_unlock(&ctx->tx_lock);
 		/* the record is sealed and queued: it goes out on write_space */
 		return err == -EAGAIN ? 0 : err;
 	case OSSUARY_REKEY_RECORDS:
@@ -214,6 +219,7 @@ static void ossuary_close(struct sock *sk, long timeout)
 	set_bit(OSSUARY_TX_SCHEDULED, &ctx->tx_flags);
 	cancel_work_sync(&ctx->tx_work);
 
+	mutex_lock(&ctx->tx_lock);
 	lock_sock(sk);
 	if (ctx->tx_installed)
 		ossuary_tx_flush_on_close(sk, ctx, timeout);
@@ -232,6 +238,8 @@ static void ossuary_close(struct sock *sk, long timeout)
 	if (ctx->rx_installed)
 		ossuary_rx_release(sk, ctx);
 	release_sock(sk);
+	mutex_unlock(&ctx->tx_lock);
+	mutex_destroy(&ctx->tx_lock);
 
 	/* write_space may have queued tx_work before we took the lock;
 	 * with TX_CLOSING set it does nothing, but it must be gone before
@@ -275,12 +283,14 @@ static int ossuary_shutdown(struct socket *sock, int how)
 
 	if (((how + 1) & SEND_SHUTDOWN) && (how + 1) <= SHUTDOWN_MASK &&
 	    ctx && ctx->tx_installed) {
+		mutex_lock(&ctx->tx_lock);
 		lock_sock(sk);
 		if ((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT))
 			err = ossuary_tx_disconnect(sk, ctx,
 						    OSSUARY_DISCONNECT_CLEAN,
 						    MSG_NOSIGNAL);
 		release_sock(sk);
+		mutex_unlock(&ctx->tx_lock);
 		if (err == -EAGAIN || err == -EINTR || err == -ERESTARTSYS)
 			return err;
 	}

@@ -11,6 +11,7 @@
 #include <linux/list.h>
 #include <linux/mm.h>
 #include <linux/workqueue.h>
+#include <linux/mutex.h>
 #include <linux/scatterlist.h>
 #include <linux/rcupdate.h>
 #include <net/inet_connection_sock.h>
@@ -66,7 +67,15 @@ struct ossuary_ctx {
 	void (*saved_data_ready)(struct sock *sk);
 	void (*saved_write_space)(struct sock *sk);
 
-	/* TX: everything below is under the socket lock */
+	/*
+	 * TX: everything below is under the socket lock.  tx_lock, taken
+	 * before the socket lock, serialises whoever hands queued records
+	 * to TCP: tcp_sendmsg_locked() drops the socket lock while it
+	 * waits for memory, and a second pusher would send the same bytes
+	 * twice.  The receive path never takes it: it only seals records
+	 * and leaves the pushing to tx_work.
+	 */
+	struct mutex tx_lock;
 	bool tx_installed;
 	bool tx_closed;			/* DISCONNECT sealed: nothing follows */
 	int tx_err;			/* latched positive errno */
@@ -147,12 +156,13 @@ void ossuary_splice_eof(struct socket *sock);
 int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
 			  int flags);
 int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
-			  u8 request, int flags);
+			  u8 request);
+int ossuary_tx_flush(struct sock *sk, struct ossuary_ctx *ctx, int flags);
+void ossuary_tx_schedule(struct ossuary_ctx *ctx);
 void ossuary_tx_flush_on_close(struct sock *sk, struct ossuary_ctx *ctx,
 			       long timeout);
 void ossuary_write_space(struct sock *sk);
 void ossuary_tx_schedule_fail(struct sock *sk, struct ossuary_ctx *ctx);
-void ossuary_tx_fail_now(struct sock *sk, struct ossuary_ctx *ctx);
 
 /* rx.c */
 int ossuary_rx_install(struct sock *sk, struct ossuary_ctx *ctx,

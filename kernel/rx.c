@@ -200,9 +200,8 @@ static int ossuary_rx_open(struct sock *sk, struct ossuary_ctx *ctx)
 		ossuary_stat_add(sk, OSSUARY_MIB_KEY_UPDATE_RX, 1);
 		/* KEY_UPDATE(1): ours must be the very next record we seal */
 		if (val == 1 && ctx->tx_installed && !ctx->tx_closed &&
-		    !ctx->tx_err)
-			ossuary_tx_key_update(sk, ctx, 0,
-					      MSG_DONTWAIT | MSG_NOSIGNAL);
+		    !ctx->tx_err && !ossuary_tx_key_update(sk, ctx, 0))
+			ossuary_tx_schedule(ctx);
 		return 0;
 	case OSSUARY_RECORD_DISCONNECT:
 		if (!val) {
@@ -379,8 +378,6 @@ int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		ossuary_rx_wait(sk, ctx, &timeo);
 	}
 out:
-	/* send the DISCONNECT(1) an error calls for now, not from tx_work */
-	ossuary_tx_fail_now(sk, ctx);
 	release_sock(sk);
 	return copied ? copied : err;
 }
@@ -421,15 +418,14 @@ err_buf:
 /* Socket locked, hooks already restored. */
 void ossuary_rx_release(struct sock *sk, struct ossuary_ctx *ctx)
 {
-	ossuary_keys_free(&ctx->rx);
-	/* the pages may hold opened plaintext */
-	if (ctx->rx_have) {
-		struct scatterlist sg[OSSUARY_REC_SG];
-		unsigned int i, n = ossuary_buf_sg(&ctx->rxb, ctx->rx_have, sg);
+	unsigned int i;
 
-		for (i = 0; i < n; i++)
-			memzero_explicit(sg_virt(&sg[i]), sg[i].length);
-	}
+	ossuary_keys_free(&ctx->rx);
+	/* the pages may hold opened plaintext: wipe them before reuse */
+	for (i = 0; i < OSSUARY_REC_PAGES; i++)
+		if (ctx->rxb.pages[i])
+			memzero_explicit(page_address(ctx->rxb.pages[i]),
+					 PAGE_SIZE);
 	ossuary_buf_free(&ctx->rxb);
 	ossuary_stat_add(sk, OSSUARY_MIB_CURR_RX, -1);
 }

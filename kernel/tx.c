@@ -61,6 +61,9 @@ static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 	u32 len = OSSUARY_HEADER_LEN + rec->plen + OSSUARY_TAG_LEN;
 	int err;
 
+	/* nothing may follow a DISCONNECT in this direction */
+	if (ctx->tx_closed)
+		return -EPIPE;
 	if (ctx->tx.seq > OSSUARY_SEQ_LAST)
 		return -EKEYEXPIRED;
 	err = ossuary_buf_alloc(&rec->buf, len, sk->sk_allocation);
@@ -159,7 +162,8 @@ static int ossuary_tx_seal_open(struct sock *sk, struct ossuary_ctx *ctx)
 }
 
 /*
- * Hand queued records to TCP.  flags carries the caller's MSG_DONTWAIT
+ * Hand queued records to TCP, with tx_lock and the socket lock held.
+ * flags carries the caller's MSG_DONTWAIT
  * and MSG_NOSIGNAL so that TCP blocks, times out, reports signals and
  * raises SIGPIPE exactly as for a plain TCP send.
  */
@@ -203,6 +207,8 @@ static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx,
 	return 0;
 }
 
+static void ossuary_tx_fail_now(struct sock *sk, struct ossuary_ctx *ctx);
+
 static void ossuary_tx_work(struct work_struct *work)
 {
 	struct ossuary_ctx *ctx = container_of(work, struct ossuary_ctx,
@@ -211,6 +217,7 @@ static void ossuary_tx_work(struct work_struct *work)
 
 	if (test_bit(OSSUARY_TX_CLOSING, &ctx->tx_flags))
 		return;
+	mutex_lock(&ctx->tx_lock);
 	lock_sock(sk);
 	if (!test_bit(OSSUARY_TX_CLOSING, &ctx->tx_flags)) {
 		/* cleared before pushing: a later write_space requeues us */
@@ -219,6 +226,20 @@ static void ossuary_tx_work(struct work_struct *work)
 		ossuary_tx_push(sk, ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
 	}
 	release_sock(sk);
+	mutex_unlock(&ctx->tx_lock);
+}
+
+/* Any context: have tx_work push what is queued. */
+void ossuary_tx_schedule(struct ossuary_ctx *ctx)
+{
+	if (!test_and_set_bit(OSSUARY_TX_SCHEDULED, &ctx->tx_flags))
+		schedule_work(&ctx->tx_work);
+}
+
+/* tx_lock and the socket lock held. */
+int ossuary_tx_flush(struct sock *sk, struct ossuary_ctx *ctx, int flags)
+{
+	return ossuary_tx_push(sk, ctx, flags);
 }
 
 /*
@@ -229,12 +250,11 @@ static void ossuary_tx_work(struct work_struct *work)
 void ossuary_tx_schedule_fail(struct sock *sk, struct ossuary_ctx *ctx)
 {
 	ctx->tx_fail_pending = true;
-	if (!test_and_set_bit(OSSUARY_TX_SCHEDULED, &ctx->tx_flags))
-		schedule_work(&ctx->tx_work);
+	ossuary_tx_schedule(ctx);
 }
 
-/* Socket locked, process context. */
-void ossuary_tx_fail_now(struct sock *sk, struct ossuary_ctx *ctx)
+/* tx_lock and the socket lock held. */
+static void ossuary_tx_fail_now(struct sock *sk, struct ossuary_ctx *ctx)
 {
 	if (!ctx->tx_fail_pending)
 		return;
@@ -253,9 +273,8 @@ void ossuary_write_space(struct sock *sk)
 {
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
 
-	if (READ_ONCE(ctx->tx_queued) &&
-	    !test_and_set_bit(OSSUARY_TX_SCHEDULED, &ctx->tx_flags))
-		schedule_work(&ctx->tx_work);
+	if (READ_ONCE(ctx->tx_queued))
+		ossuary_tx_schedule(ctx);
 	ctx->saved_write_space(sk);
 }
 
@@ -296,9 +315,10 @@ void ossuary_tx_release(struct sock *sk, struct ossuary_ctx *ctx)
 }
 
 /*
- * Seal whatever is open, then DISCONNECT(reason), and push.  Nothing may
- * follow a DISCONNECT in this direction, so TX is closed even if the
- * push has to wait; a retry just pushes again.
+ * Seal whatever is open, then DISCONNECT(reason), and push (tx_lock and
+ * the socket lock held).  Nothing may follow a DISCONNECT in this
+ * direction, so TX is closed even if the push has to wait; a retry just
+ * pushes again.
  */
 int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
 			  int flags)
@@ -321,26 +341,22 @@ int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
 }
 
 /*
- * KEY_UPDATE(request), sealed with the current secret; every later record
- * uses the next one.  An open MSG_MORE record is not sealed yet, so it
- * simply goes out under the new key.
+ * Seal KEY_UPDATE(request) with the current secret and queue it (socket
+ * lock held; the caller pushes or schedules tx_work).  Every later
+ * record uses the next secret; an open MSG_MORE record is not sealed
+ * yet, so it simply goes out under the new key.
  */
 int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
-			  u8 request, int flags)
+			  u8 request)
 {
-	int err;
-
 	if (!ctx->tx_installed)
 		return -EINVAL;
 	if (ctx->tx_closed)
 		return -EPIPE;
 	if (ctx->tx_err)
 		return -ctx->tx_err;
-	err = ossuary_tx_seal_control(sk, ctx, OSSUARY_RECORD_KEY_UPDATE,
-				      request);
-	if (err)
-		return err;
-	return ossuary_tx_push(sk, ctx, flags);
+	return ossuary_tx_seal_control(sk, ctx, OSSUARY_RECORD_KEY_UPDATE,
+				       request);
 }
 
 /*
@@ -407,7 +423,9 @@ static int ossuary_tx_control_msg(struct sock *sk, struct ossuary_ctx *ctx,
 	} else {
 		if (val > 1)
 			return -EINVAL;
-		err = ossuary_tx_key_update(sk, ctx, val, flags);
+		err = ossuary_tx_key_update(sk, ctx, val);
+		if (!err)
+			err = ossuary_tx_push(sk, ctx, flags);
 	}
 	/* sealed and queued: it is sent, TCP just has no room right now */
 	if (err == -EAGAIN)
@@ -448,12 +466,16 @@ int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
 	int flags = msg->msg_flags;
 	u8 type = OSSUARY_RECORD_DATA;
+	bool wait_err = false;
 	size_t copied = 0;
 	int err = 0;
+	long timeo;
 
+	mutex_lock(&ctx->tx_lock);
 	lock_sock(sk);
 	if (!ctx->tx_installed) {
 		release_sock(sk);
+		mutex_unlock(&ctx->tx_lock);
 		return ctx->sk_proto->sendmsg(sk, msg, size);
 	}
 	if (flags & ~OSSUARY_TX_FLAGS) {
@@ -477,17 +499,24 @@ int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
 	    (sk->sk_shutdown & SEND_SHUTDOWN)) {
 		/* as TCP: the pending socket error, else EPIPE and SIGPIPE */
 		release_sock(sk);
+		mutex_unlock(&ctx->tx_lock);
 		return sk_stream_error(sk, flags, -EPIPE);
 	}
 	if (type != OSSUARY_RECORD_DATA) {
 		err = ossuary_tx_control_msg(sk, ctx, msg, type, flags);
 		goto out;
 	}
+	timeo = sock_sndtimeo(sk, flags & MSG_DONTWAIT);
 
 	while (msg_data_left(msg)) {
 		struct ossuary_tx_rec *rec;
 		size_t n;
 
+		/* the lock was dropped while waiting: RX may have failed */
+		if (ctx->tx_closed || ctx->tx_err) {
+			err = ctx->tx_err ? -ctx->tx_err : -EPIPE;
+			break;
+		}
 		/* keep at most one sealed DATA record waiting for TCP */
 		if (ctx->tx_queued) {
 			err = ossuary_tx_push(sk, ctx, flags);
@@ -495,6 +524,18 @@ int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
 				break;
 		}
 		if (!ctx->tx_open) {
+			/*
+			 * Start a record only when TCP has room, as TCP
+			 * itself would: non-blocking callers get EAGAIN,
+			 * blocking ones wait (SO_SNDTIMEO, signals).
+			 */
+			if (!sk_stream_memory_free(sk)) {
+				err = sk_stream_wait_memory(sk, &timeo);
+				if (err) {
+					wait_err = true;
+					break;
+				}
+			}
 			ctx->tx_open = ossuary_rec_new(sk);
 			if (!ctx->tx_open) {
 				err = -ENOBUFS;
@@ -522,8 +563,13 @@ int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
 
 out:
 	release_sock(sk);
-	/* errors from TCP already went through sk_stream_error() */
-	return copied ? copied : err;
+	mutex_unlock(&ctx->tx_lock);
+	if (copied)
+		return copied;
+	/* errors from tcp_sendmsg_locked() went through it already */
+	if (wait_err)
+		err = sk_stream_error(sk, flags, err);
+	return err;
 }
 
 /* The end of a sendfile()/splice(): the open record is complete. */
@@ -532,15 +578,18 @@ void ossuary_splice_eof(struct socket *sock)
 	struct sock *sk = sock->sk;
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
 
+	mutex_lock(&ctx->tx_lock);
 	lock_sock(sk);
 	if (ctx->tx_installed && !ctx->tx_closed && !ctx->tx_err &&
 	    ctx->tx_open && !ossuary_tx_seal_open(sk, ctx))
 		ossuary_tx_push(sk, ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
 	release_sock(sk);
+	mutex_unlock(&ctx->tx_lock);
 }
 
 void ossuary_tx_init(struct ossuary_ctx *ctx)
 {
 	INIT_LIST_HEAD(&ctx->tx_queue);
 	INIT_WORK(&ctx->tx_work, ossuary_tx_work);
+	mutex_init(&ctx->tx_lock);
 }

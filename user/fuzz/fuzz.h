@@ -103,18 +103,25 @@ struct fuzz_pipe {
 	size_t len;
 };
 
-/* Moves every byte conn owes into p (dropped when p is NULL or full). */
-static FUZZ_UNUSED void fuzz_drain(OssuaryConnection *conn, struct fuzz_pipe *p)
+/*
+ * Moves every byte conn owes into p (dropped when p is NULL or full).
+ * Returns 1 when bytes meant for a pipe were dropped for lack of room.
+ */
+static FUZZ_UNUSED int fuzz_drain(OssuaryConnection *conn, struct fuzz_pipe *p)
 {
 	uint8_t tmp[4096];
 	ssize_t n;
+	int dropped = 0;
 
 	while ((n = ossuary_flush(conn, tmp, sizeof(tmp))) > 0) {
 		if (p && p->len + (size_t)n <= sizeof(p->buf)) {
 			memcpy(p->buf + p->len, tmp, (size_t)n);
 			p->len += (size_t)n;
+		} else if (p) {
+			dropped = 1;
 		}
 	}
+	return dropped;
 }
 
 static FUZZ_UNUSED void fuzz_pipe_consume(struct fuzz_pipe *p, size_t n)
@@ -189,6 +196,10 @@ struct fuzz_app {
 	crypto_hash_sha256_state h;
 	struct fuzz_result r;
 	int approve;		/* answer at the trust-on-first-use pause */
+	int dropped;		/* owed output did not fit the outgoing pipe */
+	/* Optional: sees every delivered byte, in order. */
+	void (*on_data)(struct fuzz_app *a, const uint8_t *p, size_t n);
+	void *user;
 };
 
 static FUZZ_UNUSED void fuzz_app_init(struct fuzz_app *a, OssuaryConnection *c, int approve)
@@ -239,6 +250,8 @@ static FUZZ_UNUSED size_t fuzz_app_feed(struct fuzz_app *a, const uint8_t *in, s
 					abort();	/* return value and *out_len disagree */
 				crypto_hash_sha256_update(&a->h, buf, room);
 				a->r.delivered += room;
+				if (a->on_data)
+					a->on_data(a, buf, room);
 			} else if (room) {
 				abort();	/* delivered bytes without saying so */
 			}
@@ -246,7 +259,7 @@ static FUZZ_UNUSED size_t fuzz_app_feed(struct fuzz_app *a, const uint8_t *in, s
 		if (n > len - pos)
 			abort();		/* consumed more than offered */
 		pos += n;
-		fuzz_drain(a->c, out);
+		a->dropped |= fuzz_drain(a->c, out);
 		fuzz_app_events(a);
 		if (rc < 0 && rc != OSSUARY_ERR_WOULD_BLOCK)
 			a->r.last_rc = (int)rc;

@@ -62,8 +62,9 @@ int ossuary_reset(OssuaryConnection *conn)
 
 	if (!conn)
 		return OSSUARY_ERR_INVALID;
+	/* A peer that closed its side answers nothing, so no exchange could end. */
 	if (conn->stage != OSS_STAGE_ESTABLISHED || conn->reset_sent ||
-	    conn->tx_closed)
+	    conn->tx_closed || conn->rx_closed)
 		return conn->stage == OSS_STAGE_FAILED ? conn->error
 						       : OSSUARY_ERR_STATE;
 	if (oss_outq_room(conn) < OSS_HDR + OSS_SEALED_CTRL_BODY + OSS_OUTQ_RESERVE)
@@ -325,7 +326,8 @@ int ossuary_disconnect(OssuaryConnection *conn, int reason)
 {
 	int rc;
 
-	if (!conn || reason < 0 || reason > 255)
+	if (!conn || reason < OSSUARY_DISCONNECT_CLEAN ||
+	    reason > OSSUARY_DISCONNECT_INTERNAL)
 		return OSSUARY_ERR_INVALID;
 	if (conn->stage == OSS_STAGE_FAILED)
 		return conn->error;

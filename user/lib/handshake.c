@@ -140,7 +140,7 @@ static int check_peer_sig(const char *ctx, const uint8_t th[32],
 	return 1;
 }
 
-static void wipe_hs_secrets(OssuaryConnection *c)
+void oss_wipe_handshake(OssuaryConnection *c)
 {
 	sodium_memzero(c->eph_sk, sizeof(c->eph_sk));
 	sodium_memzero(c->prk, sizeof(c->prk));
@@ -203,7 +203,7 @@ int oss_hs_client_finish(OssuaryConnection *c)
 	oss_seal(&c->hs_tx, 0, OSSUARY_RECORD_CLIENT_AUTH, inner, OSS_CA_INNER,
 		 NULL, 0, p);
 	schedule_app(c);
-	wipe_hs_secrets(c);
+	oss_wipe_handshake(c);
 	c->stage = OSS_STAGE_ESTABLISHED;
 	oss_event(c, OSSUARY_EVENT_HANDSHAKE_DONE);
 	return OSSUARY_OK;
@@ -255,7 +255,7 @@ static int on_client_auth(OssuaryConnection *c, const uint8_t *rec)
 	transcript_hash(c, th2);
 	transcript_add(c, inner, OSS_CA_INNER);
 	schedule_app(c);
-	wipe_hs_secrets(c);
+	oss_wipe_handshake(c);
 	rc = check_peer_sig(CLIENT_CTX, th2, inner, inner + 32);
 	if (rc < 0)
 		return oss_fail(c, rc, OSSUARY_DISCONNECT_ERROR);
@@ -296,9 +296,8 @@ int oss_hs_check_header(OssuaryConnection *c, const uint8_t hdr[4])
 	}
 }
 
-int oss_hs_record(OssuaryConnection *c, const uint8_t *rec, size_t len)
+int oss_hs_record(OssuaryConnection *c, const uint8_t *rec)
 {
-	(void)len;
 	switch (rec[1]) {
 	case OSSUARY_RECORD_CLIENT_HELLO:
 		return on_client_hello(c, rec + OSS_HDR);
@@ -357,7 +356,7 @@ int ossuary_recv_handshake(OssuaryConnection *conn, const uint8_t *in,
 		if (avail - pos < len)
 			break;
 		pos += len;
-		rc = oss_hs_record(conn, rec, len);
+		rc = oss_hs_record(conn, rec);
 		if (rc || conn->stage == OSS_STAGE_ESTABLISHED ||
 		    conn->stage == OSS_STAGE_PAUSED)
 			break;

@@ -107,7 +107,6 @@ struct OssuaryConnection {
 	bool tx_closed;		/* we sent DISCONNECT (any reason) */
 	bool rx_closed;		/* peer sent DISCONNECT(0) */
 	bool reset_sent;	/* RESET sent, waiting for the peer's */
-	bool reported_reset;	/* OSSUARY_ERR_RESET returned for the current exchange */
 	unsigned int resets_so_far;
 
 	uint8_t outq[OSS_OUTQ_SIZE];
@@ -171,12 +170,14 @@ int oss_add_key(OssuaryConnection *c, const uint8_t key[32]);
 void oss_wipe_app_keys(OssuaryConnection *c);
 
 /* handshake.c */
+/* Wipes the ephemeral secret, PRK and handshake traffic secrets. */
+void oss_wipe_handshake(OssuaryConnection *c);
 int oss_hs_start_client(OssuaryConnection *c);
 void oss_hs_begin(OssuaryConnection *c);
 /* Checks one handshake-stage header (no app RX keys); 0 or a negative code. */
 int oss_hs_check_header(OssuaryConnection *c, const uint8_t hdr[4]);
 /* Handles one whole handshake-stage record; 0, OSSUARY_ERR_RESET or an error. */
-int oss_hs_record(OssuaryConnection *c, const uint8_t *rec, size_t len);
+int oss_hs_record(OssuaryConnection *c, const uint8_t *rec);
 int oss_hs_client_finish(OssuaryConnection *c);
 
 /* channel.c */
@@ -185,7 +186,7 @@ int oss_reset_complete(OssuaryConnection *c);
 /* A RESET arrived: answer, count, or refuse the fifth. */
 int oss_reset_received(OssuaryConnection *c);
 
-/* ---- Test hooks: deterministic handshakes and injected state ---- */
+/* ---- testing.c: hooks for deterministic tests, never for applications ---- */
 
 /* Queue fixed inputs for the next handshake this side starts. */
 int ossuary__inject_handshake_inputs(OssuaryConnection *c,

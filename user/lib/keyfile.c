@@ -116,7 +116,8 @@ static int fail(int err)
 
 /*
  * Opens path for reading and checks it is a regular file (O_NONBLOCK so
- * that a FIFO planted at the path cannot hang us; cleared afterwards).
+ * that a FIFO planted at the path cannot hang us; it means nothing for
+ * the regular file we go on to read).
  * secret: also refuse any group or other permission bit, as ssh does.
  */
 static int open_key_file(const char *path, int secret, int *fd_out)

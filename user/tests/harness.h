@@ -98,8 +98,10 @@ void harness_fail(const char *file, int line, const char *fmt, ...)
 
 int main(int argc, char **argv)
 {
-	struct harness_test *t;
-	int n = 0, total = 0, failed = 0;
+	/* volatile: they live across the longjmp() out of a failed test */
+	struct harness_test *volatile t;
+	volatile int n = 0, failed = 0;
+	int total = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (t = harness_head; t; t = t->next)

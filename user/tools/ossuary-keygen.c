@@ -93,8 +93,8 @@ int main(int argc, char **argv)
 	if (rc != OSSUARY_OK) {
 		int e = errno;
 
-		fprintf(stderr, "ossuary-keygen: cannot write %s / %s: %s\n", path, pub,
-			rc == OSSUARY_ERR_KEY_FILE ? strerror(e) : ossuary_strerror(rc));
+		fprintf(stderr, "ossuary-keygen: cannot write the key pair %s and %s: %s\n",
+			path, pub, rc == OSSUARY_ERR_KEY_FILE ? strerror(e) : ossuary_strerror(rc));
 		free(pub);
 		return 1;
 	}

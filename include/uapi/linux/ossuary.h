@@ -11,6 +11,7 @@
 #define _UAPI_LINUX_OSSUARY_H
 
 #include <linux/types.h>
+#include <linux/errno.h>
 
 /*
  * Socket option level. Not a number from include/linux/socket.h: the ULP
@@ -87,5 +88,77 @@ struct ossuary_dir_state {
 	__s32 error;		/* latched errno (positive), 0 if none */
 	__u32 reserved;
 };
+
+/*
+ * Behaviour of an offloaded socket (kernel/ossuary.ko), for reference.
+ *
+ * Attach: setsockopt(SOL_TCP, TCP_ULP, "ossuary") on an ESTABLISHED TCP
+ * socket only (ENOTCONN otherwise, EEXIST if a ULP is already set).
+ * Until a direction is installed, that direction is plain TCP.
+ *
+ * setsockopt(SOL_OSSUARY, OSSUARY_TX or OSSUARY_RX): optlen must be
+ * sizeof(struct ossuary_crypto_info) and version, cipher and reserved as
+ * documented, seq <= OSSUARY_SEQ_LAST (EINVAL otherwise, nothing
+ * changes); EBUSY once that direction is installed.  Bytes that reached
+ * the socket before OSSUARY_RX was installed and were not read are
+ * parsed as records.
+ * OSSUARY_KEY_UPDATE (int 0 or 1): seal KEY_UPDATE(value) now and move
+ * TX to the next secret (EINVAL if TX is not installed, EPIPE after a
+ * DISCONNECT was sent).  OSSUARY_REKEY_RECORDS (__u64, also readable):
+ * send KEY_UPDATE(0) automatically after that many records under one
+ * secret; 0 (the default) = only when the sequence number runs out.
+ * Unknown option names: ENOPROTOOPT.
+ * getsockopt(SOL_OSSUARY, OSSUARY_TX or OSSUARY_RX) fills a struct
+ * ossuary_dir_state (EINVAL if optlen is smaller); all zero while the
+ * direction is not installed.
+ *
+ * Reading (errors are latched: once a read returns one of them, every
+ * later read returns the same one, and nothing of a bad record is
+ * ever delivered):
+ *   0           the peer sent DISCONNECT(0): clean end of stream
+ *   EBADMSG     a record failed to open (bad tag, replayed, reordered or
+ *               dropped record, seq 2^64-1)
+ *   EPROTO      a header with a bad version, an unknown or out-of-stage
+ *               type or a length not allowed for its type (detected
+ *               from the 4 header bytes), or a bad KEY_UPDATE/RESET value
+ *   ECONNRESET  the peer sent DISCONNECT(reason != 0) or RESET (answered
+ *               with DISCONNECT(1): the kernel does not re-handshake)
+ *   OSSUARY_TRUNCATED_ERRNO (EPIPE)
+ *               TCP FIN without DISCONNECT(0) before it, at a record
+ *               boundary or inside a record: a truncated stream
+ * EBADMSG and EPROTO also send DISCONNECT(1) to the peer if this side's
+ * TX is installed and has not sent a DISCONNECT yet; counters in
+ * /proc/net/ossuary_stat say which error it was.
+ * A reader that passes a control buffer gets a cmsg (SOL_OSSUARY,
+ * OSSUARY_GET_RECORD_TYPE, one byte) with each read: the record type.
+ * DATA reads carry type OSSUARY_RECORD_DATA; a DISCONNECT with a
+ * non-zero reason is delivered once as a 1-byte read of type
+ * OSSUARY_RECORD_DISCONNECT whose byte is the reason, and only then do
+ * reads report ECONNRESET.  KEY_UPDATE is consumed by the kernel.
+ * MSG_PEEK sees at most the current record.  poll() reports EPOLLIN
+ * only when a whole record, an error or the end of the stream is there.
+ * Supported recv flags: MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT,
+ * MSG_ERRQUEUE; others give EOPNOTSUPP.
+ *
+ * Writing: DATA records of at most OSSUARY_MAX_PLAINTEXT bytes; MSG_MORE
+ * keeps the last record open for the next send; blocking, EAGAIN and
+ * partial counts as on TCP.  Supported send flags: MSG_MORE,
+ * MSG_DONTWAIT, MSG_NOSIGNAL, MSG_EOR (ends the record; EINVAL with
+ * MSG_MORE); others give EOPNOTSUPP.  A cmsg (SOL_OSSUARY,
+ * OSSUARY_SET_RECORD_TYPE, one byte) with OSSUARY_RECORD_DISCONNECT and
+ * exactly one byte of payload (the reason, 0..3) seals any open record,
+ * then DISCONNECT(reason); with OSSUARY_RECORD_KEY_UPDATE and one byte
+ * (0 or 1) it is the same as OSSUARY_KEY_UPDATE.  Other types: EINVAL.
+ * After a DISCONNECT has been sent, sends fail with EPIPE.
+ * shutdown(SHUT_WR) sends DISCONNECT(0) before TCP's FIN (if it cannot
+ * be queued within SO_SNDTIMEO, shutdown fails with EAGAIN/EINTR and can
+ * be retried).  close() sends any open record and DISCONNECT(0) too,
+ * waiting at most min(SO_SNDTIMEO, max(linger time, 5 s)) for send
+ * buffer space; SO_LINGER with a zero timeout closes abortively.
+ * sendfile()/splice() into the socket work (the pages are copied once
+ * into records); splice() out of the socket reads through recvmsg.
+ * connect(AF_UNSPEC) on an attached socket gives EOPNOTSUPP.
+ */
+#define OSSUARY_TRUNCATED_ERRNO	EPIPE
 
 #endif /* _UAPI_LINUX_OSSUARY_H */

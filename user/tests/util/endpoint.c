@@ -72,7 +72,8 @@ void ep_pump(struct ep *e)
 			size_t room = sizeof(buf);
 
 			r = ossuary_recv_data(e->c, e->in.p, &n, buf, &room);
-			if (r >= 0 && (size_t)r != room)
+			/* Delivered bytes are in the return value, never beside an error. */
+			if ((r >= 0 && (size_t)r != room) || (r < 0 && room))
 				harness_fail(__FILE__, __LINE__, "recv_data returned %zd, wrote %zu",
 					     r, room);
 			bytes_add(&e->delivered, buf, room);

@@ -8,8 +8,6 @@
  * byte by byte.
  */
 #define HARNESS_MAIN
-/* harness.h's main() keeps locals across setjmp that GCC -O2 flags falsely. */
-#pragma GCC diagnostic ignored "-Wclobbered"
 #include "harness.h"
 
 #include "internal.h"

@@ -119,8 +119,9 @@ static void usage(FILE *out)
 		"                         Listener: only these clients get in. Connecting:\n"
 		"                         the server's key must be listed (or known, below)\n"
 		"      --known-hosts FILE trust on first use (connecting side): accept the\n"
-		"                         key FILE lists for [HOST]:PORT; a new host is asked\n"
-		"                         about on the terminal and then remembered\n"
+		"                         key FILE lists for HOST:PORT ([HOST]:PORT for an\n"
+		"                         IPv6 address); a new host is asked about on the\n"
+		"                         terminal, and remembered\n"
 		"      --accept-new       accept (and remember) a host key never seen before\n"
 		"                         without asking; a changed key is still refused\n"
 		"      --userspace        keep the encryption in this process (no module)\n"
@@ -1086,7 +1087,9 @@ int main(int argc, char **argv)
 	double dt;
 
 	if (parse_args(argc, argv, &o) < 0) {
-		usage(stderr);
+		fprintf(stderr, "Usage: " PROG " [OPTIONS] -l [HOST] PORT\n"
+			"       " PROG " [OPTIONS] HOST PORT\n"
+			"Try '" PROG " --help' for the options and exit statuses.\n");
 		return EX_USAGE;
 	}
 	verbose = o.verbose;
@@ -1154,8 +1157,15 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	} else if (!o.recv_path) {
+		struct stat st;
+		off_t pos = lseek(STDIN_FILENO, 0, SEEK_CUR);
+
 		x.src = STDIN_FILENO;
 		x.src_tty = isatty(STDIN_FILENO);
+		/* A regular file on standard input: its size, for the progress line. */
+		if (fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) && pos >= 0 &&
+		    st.st_size > pos)
+			x.src_size = st.st_size - pos;
 	}
 	if (o.recv_path) {
 		x.sink = open(o.recv_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);

@@ -39,6 +39,21 @@ else
 	echo "# WARNING: ossuary ULP not registered (tcp_available_ulp: $(cat /proc/sys/net/ipv4/tcp_available_ulp 2>/dev/null))"
 fi
 
+# Copy TAP through, adding each test's wall time as a comment line.
+stamp() {
+	local line start=${EPOCHREALTIME/./}
+	while IFS= read -r line; do
+		printf '%s\n' "$line"
+		case "$line" in
+		"#  RUN "*) start=${EPOCHREALTIME/./} ;;
+		"ok "*|"not ok "*)
+			local us=$(( ${EPOCHREALTIME/./} - start ))
+			printf '#   time: %d.%01ds\n' $((us / 1000000)) $((us % 1000000 / 100000))
+			;;
+		esac
+	done
+}
+
 total_pass=0 total_fail=0 total_skip=0 total_optskip=0
 failed_names=()
 for t in "${tests[@]}"; do
@@ -52,7 +67,7 @@ for t in "${tests[@]}"; do
 	fi
 	out=$(mktemp)
 	start=$(date +%s)
-	timeout -k 10 "$per_binary_timeout" "$bin" 2>&1 | tee "$out"
+	timeout -k 10 "$per_binary_timeout" "$bin" 2>&1 | stamp | tee "$out"
 	rc=${PIPESTATUS[0]}
 	pass=0 fail=0 skip=0 optskip=0 planned=
 	while IFS= read -r line; do

@@ -107,6 +107,7 @@ struct ossuary_ctx {
 	u32 rx_plen;
 	bool rx_avail;			/* rx_ready || rx_open, for poll */
 	bool rx_eof;			/* DISCONNECT(0) opened */
+	bool rx_eof_read;		/* ... and a read returned 0 for it */
 	int rx_err;			/* latched positive errno */
 	u8 rx_reason;			/* DISCONNECT reason when rx_err */
 	bool rx_reason_pending;		/* not yet reported through a cmsg */

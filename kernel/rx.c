@@ -23,7 +23,8 @@
  *               in a KEY_UPDATE or RESET record
  *   ECONNRESET  DISCONNECT(reason != 0) or RESET from the peer
  *   EPIPE       TCP FIN without DISCONNECT(0) first: truncated stream
- * DISCONNECT(0) reads as end of file (0).
+ * DISCONNECT(0) reads as end of file (0); bytes after it are a protocol
+ * error (EPROTO), reported once the reader has had its end of file.
  */
 
 #include <linux/kernel.h>
@@ -75,6 +76,16 @@ static int ossuary_rx_actor(read_descriptor_t *desc, struct sk_buff *skb,
 
 	if (!desc->count || ctx->rx_err || ctx->rx_ready)
 		return 0;
+	if (ctx->rx_eof) {
+		/*
+		 * No record may follow DISCONNECT(0).  The reader still gets
+		 * its end of file first (see recvmsg), then this error.
+		 */
+		ossuary_rx_error(ctx->sk, ctx, EPROTO, OSSUARY_MIB_PROTO_ERR,
+				 true);
+		desc->count = 0;
+		return 0;
+	}
 	n = min_t(size_t, len, ctx->rx_need - ctx->rx_have);
 	while (done < n) {
 		u32 off = ctx->rx_have + done;
@@ -123,7 +134,7 @@ static void ossuary_rx_pull(struct sock *sk, struct ossuary_ctx *ctx)
 		.count = 1,
 	};
 
-	if (ctx->rx_err || ctx->rx_eof || ctx->rx_ready || ctx->rx_open)
+	if (ctx->rx_err || ctx->rx_ready || ctx->rx_open)
 		return;
 	tcp_read_sock(sk, &desc, ossuary_rx_actor);
 }
@@ -336,6 +347,12 @@ int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 			if (!peek)
 				ctx->rx_reason_pending = false;
 			copied = 1;
+			break;
+		}
+		/* DISCONNECT(0): one end of file before anything after it */
+		if (ctx->rx_eof && !ctx->rx_eof_read) {
+			if (!copied && !peek)
+				ctx->rx_eof_read = true;
 			break;
 		}
 		if (ctx->rx_err) {

@@ -16,7 +16,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
 
-mib=16
+mib=8
 sf_mib=
 reps=5
 pairs=2000
@@ -73,7 +73,7 @@ step "native handshake benchmark (bench_user)"
 native=$("$build/user/bench/bench_user" 1)
 
 cmd="tools/bench/bench.sh"
-[ "$mib" != 16 ] && cmd+=" --mib $mib"
+[ "$mib" != 8 ] && cmd+=" --mib $mib"
 [ "$sf_mib" != "$mib" ] && cmd+=" --sf-mib $sf_mib"
 [ "$reps" != 5 ] && cmd+=" --reps $reps"
 [ "$pairs" != 2000 ] && cmd+=" --pairs $pairs"
@@ -94,8 +94,9 @@ tools/testing/vm/run --release --cpu "$cpu" --timeout "$timeout_s" -- \
 vm_rc=$?
 set -e
 elapsed=$(( $(date +%s) - t0 ))
-# progress lines from the guest share the console with the tables
-grep '^guest-bench:' "$guest_out" >&2 || true
+# progress lines and kernel messages share the guest console with the tables
+klog='^\[ *[0-9]+\.[0-9]+\] '
+grep -E "^guest-bench:|$klog" "$guest_out" >&2 || true
 
 {
 	echo "# Ossuary benchmark results"
@@ -105,7 +106,15 @@ grep '^guest-bench:' "$guest_out" >&2 || true
 	echo "- $(qemu-system-x86_64 --version | head -n 1), TCG (no KVM), -cpu $cpu -smp 2 -m 2048"
 	echo "- tree: $(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)"
 	echo
-	grep -v '^guest-bench:' "$guest_out"
+	grep -Ev "^guest-bench:|$klog" "$guest_out"
+	if grep -Eq "$klog" "$guest_out"; then
+		echo
+		echo "Kernel messages on the guest console during the run:"
+		echo
+		echo '```'
+		grep -E "$klog" "$guest_out"
+		echo '```'
+	fi
 	echo
 	echo "## Handshakes through the library (native, no VM: bench_user)"
 	echo

@@ -6,7 +6,8 @@
 # veth, and prints the tables in Markdown.
 #
 # Environment (defaults in brackets):
-#   BENCH_MIB [16]    MiB per encrypted transfer; plain TCP moves 4x that
+#   BENCH_MIB [16]    MiB per transfer with 16 KiB writes or sendfile (plain
+#                     TCP moves 4x that; 1 KiB writes move a quarter)
 #   BENCH_SF_MIB [=BENCH_MIB]  size of the tmpfs file for the sendfile cases
 #   BENCH_REPS [5]    repetitions per case (median, min, max)
 #   BENCH_PAIRS [2000] socket pairs for the memory measurement
@@ -14,6 +15,8 @@
 #   BENCH_NETS ["lo veth"]     which paths to run
 #   BENCH_PROFILE [1]  perf cpu-clock profile of the 16 KiB write cases
 #   BENCH_OSS [1]      0 = skip the ossuary.ko cases (module not ready)
+#   BENCH_CASES [all]  space-separated labels to run (e.g. "tcp-w16k oss-sf")
+#   BENCH_MEM [1]      0 = skip the memory measurement
 #
 # Not a test: it exits non-zero only when a case fails to run.
 set -uo pipefail
@@ -22,12 +25,14 @@ bin=$1
 kmod_dir=$2
 aead_ko=$3
 mib=${BENCH_MIB:-16}
+small=$(( mib / 4 > 0 ? mib / 4 : 1 ))
 sf_mib=${BENCH_SF_MIB:-$mib}
 reps=${BENCH_REPS:-5}
 pairs=${BENCH_PAIRS:-2000}
 aead_records=${BENCH_AEAD_RECORDS:-512}
 nets=${BENCH_NETS:-lo veth}
 profile=${BENCH_PROFILE:-1}
+case_timeout=${BENCH_CASE_TIMEOUT:-900}
 oss=${BENCH_OSS:-1}
 kdir=${OSSUARY_KDIR:?run me through tools/testing/vm/run}
 out=/tmp/bench
@@ -41,7 +46,7 @@ fail() {
 
 echo "## Guest"
 echo
-echo "- kernel: $(uname -r), $(nproc) vCPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB"
+echo "- kernel: $(uname -r), $(grep -c ^processor /proc/cpuinfo) vCPUs online, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB"
 echo "- CPU model (guest /proc/cpuinfo): $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
 simd=""
 for f in ssse3 avx avx2 avx512f avx512vl; do
@@ -67,23 +72,22 @@ echo "- veth: bench-a 10.77.0.1 <-> bench-b 10.77.0.2, MTU $(ip -n bench-a -o li
 sf_file=/tmp/bench-sendfile.dat
 head -c "$((sf_mib << 20))" /dev/urandom >"$sf_file" || fail "make $sf_file"
 echo "- sendfile source: $sf_file, $sf_mib MiB on tmpfs"
-echo "- transfer per run: $mib MiB encrypted, $((mib * 4)) MiB plain TCP; $reps runs per case"
-grep -q avx2 /proc/cpuinfo && echo "- AEAD driver: see the raw AEAD table"
+echo "- transfer per run: $mib MiB (16 KiB writes, sendfile), $((mib * 4)) MiB for plain TCP 16 KiB writes, $small MiB for 1 KiB writes; $reps runs per case"
 echo
 
 # case label, proto, op, wsize, MiB
 cases=(
 	"tcp-w16k tcp write 16384 $((mib * 4))"
-	"tcp-w1k tcp write 1024 $mib"
+	"tcp-w1k tcp write 1024 $small"
 	"tcp-sf tcp sendfile 16384 $sf_mib"
 	"ktls-w16k ktls write 16384 $mib"
-	"ktls-w1k ktls write 1024 $mib"
+	"ktls-w1k ktls write 1024 $small"
 	"ktls-sf ktls sendfile 16384 $sf_mib"
 )
 if [ "$oss" = 1 ]; then
 	cases+=(
 		"oss-w16k oss write 16384 $mib"
-		"oss-w1k oss write 1024 $mib"
+		"oss-w1k oss write 1024 $small"
 		"oss-sf oss sendfile 16384 $sf_mib"
 	)
 fi
@@ -99,8 +103,11 @@ for net in $nets; do
 	esac
 	for c in "${cases[@]}"; do
 		read -r label proto op wsize cmib <<<"$c"
+		if [ -n "${BENCH_CASES:-}" ] && ! [[ " $BENCH_CASES " == *" $label "* ]]; then
+			continue
+		fi
 		t0=$(date +%s)
-		if "$bin" stream --proto "$proto" --op "$op" --wsize "$wsize" --mib "$cmib" \
+		if timeout "$case_timeout" "$bin" stream --proto "$proto" --op "$op" --wsize "$wsize" --mib "$cmib" \
 			--file "$sf_file" --reps "$reps" --label "$net:$label" "${nsargs[@]}" \
 			>"$out/$net-$label.log" 2>&1; then
 			grep '^SUM ' "$out/$net-$label.log" >>"$results"
@@ -132,9 +139,10 @@ mem=$out/mem
 : >"$mem"
 mem_protos="tcp ktls"
 [ "$oss" = 1 ] && mem_protos="$mem_protos oss"
+[ "${BENCH_MEM:-1}" = 1 ] || mem_protos=""
 for p in $mem_protos; do
 	t0=$(date +%s)
-	"$bin" mem --proto "$p" --pairs "$pairs" >>"$mem" 2>"$out/mem-$p.log" ||
+	timeout "$case_timeout" "$bin" mem --proto "$p" --pairs "$pairs" >>"$mem" 2>"$out/mem-$p.log" ||
 		fail "mem $p failed: $(tail -n 3 "$out/mem-$p.log" | tr '\n' ' ')"
 	echo "guest-bench: mem $p done in $(($(date +%s) - t0))s" >&2
 done
@@ -237,9 +245,9 @@ if [ "$profile" = 1 ] && command -v perf >/dev/null; then
 		echo "### $p"
 		echo
 		echo '```'
-		if perf record -q -e cpu-clock -a -o "$out/perf-$p.data" -- \
+		if timeout 300 perf record -q -e cpu-clock -a -o "$out/perf-$p.data" -- \
 			"$bin" stream --proto "$p" --mib "$mib" --reps 1 >/dev/null 2>"$out/perf-$p.log"; then
-			perf report -q -i "$out/perf-$p.data" --stdio --sort sym 2>/dev/null |
+			perf report -q -i "$out/perf-$p.data" --stdio --sort dso,sym 2>/dev/null |
 				grep -v '^$' | head -n 25
 		else
 			echo "perf record failed: $(tail -n 2 "$out/perf-$p.log" | tr '\n' ' ')"

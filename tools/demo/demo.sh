@@ -13,6 +13,8 @@
 #   DEMO_MIB=N            size of the file alice sends (default 64)
 #   DEMO_TIMEOUT=S        limit for the transfer inside the guest
 #   VM_TIMEOUT=S          limit for the whole VM run (default 1800)
+#   USER_BUILD=DIR        where the library and tools are built
+#                         (default build/user)
 # --userspace runs the same demo with the record layer in userspace on
 # both sides (the demo's mechanics without the module; never a pass for
 # the kernel checks, which it reports as skipped).
@@ -32,7 +34,7 @@ guest_args=()
 for a in "$@"; do
 	case "$a" in
 	--userspace) guest_args+=(--userspace) ;;
-	-h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
 	*) echo "demo: unknown argument $a (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -42,8 +44,9 @@ say() { echo "demo: $*" >&2; }
 say "dependencies"
 tools/install-deps || { say "could not install the dependencies (tools/install-deps)"; exit 1; }
 
-say "libossuary and its tools (build/user)"
-make -s -C user O="$top/build/user" lib tools >&2
+user_build=$(realpath -m "${USER_BUILD:-$top/build/user}")
+say "libossuary and its tools ($user_build)"
+make -s -C user O="$user_build" lib tools >&2
 
 say "the $kernel test kernel (cached after its first build)"
 kdir=$(tools/testing/vm/build-kernel "$kernel")
@@ -80,7 +83,7 @@ set +e
 tools/testing/vm/run "--$kernel" --timeout "${VM_TIMEOUT:-1800}" -- \
 	env DEMO_MIB="$mib" OSSUARY_KO="$mod/kernel/ossuary.ko" \
 	${DEMO_TIMEOUT:+DEMO_TIMEOUT="$DEMO_TIMEOUT"} \
-	tools/demo/guest-demo.sh "${guest_args[@]}" "$top/build/user/bin"
+	tools/demo/guest-demo.sh "${guest_args[@]}" "$user_build/bin"
 rc=$?
 set -e
 if [ "$rc" = 0 ]; then

@@ -134,7 +134,7 @@ static void usage(FILE *out)
 		"A connecting side without --authorized or --known-hosts trusts a server key\n"
 		"only when told to (terminal prompt, or --accept-new); with --authorized\n"
 		"alone, an unlisted key is refused. A progress line goes to standard error\n"
-		"when it is a terminal and the data is not.\n"
+		"when it is a terminal, unless the data comes from or goes to the terminal.\n"
 		"\n"
 		"Exit status:\n"
 		"  0  success: everything sent was delivered, the peer's data ended cleanly\n"
@@ -595,7 +595,9 @@ struct xfer {
 	uint8_t *ibuf;
 	int hashing;
 	struct dir_stats tx, rx;
-	int progress;
+	int progress;		/* a progress line on the terminal (stderr) */
+	int progress_shown;	/* ... and one is on the screen now */
+	int sink_tty;
 	double t0, last_progress;
 };
 
@@ -616,15 +618,16 @@ static void show_progress(struct xfer *x, int final)
 	char a[32], b[32], r[32];
 	double t = now_s(), dt = t - x->t0;
 
-	if (!x->progress)
-		return;
-	if (final) {
-		fputs("\r\033[K", stderr);
+	if (final || !x->progress) {
+		if (x->progress_shown)
+			fputs("\r\033[K", stderr);
+		x->progress_shown = 0;
 		return;
 	}
 	if (t - x->last_progress < PROGRESS_MS / 1000.0)
 		return;
 	x->last_progress = t;
+	x->progress_shown = 1;
 	fputs("\r\033[K" PROG ": ", stderr);
 	if (x->src >= 0) {
 		fmt_size(a, sizeof(a), (double)x->tx.bytes);
@@ -637,19 +640,14 @@ static void show_progress(struct xfer *x, int final)
 			fprintf(stderr, "sent %s, %s/s  ", a, r);
 		}
 	}
-	fmt_size(a, sizeof(a), (double)x->rx.bytes);
-	fmt_size(r, sizeof(r), dt > 0 ? (double)x->rx.bytes / dt : 0);
-	fprintf(stderr, "received %s, %s/s", a, r);
+	if (x->rx.bytes || x->src < 0) {
+		fmt_size(a, sizeof(a), (double)x->rx.bytes);
+		fmt_size(r, sizeof(r), dt > 0 ? (double)x->rx.bytes / dt : 0);
+		fprintf(stderr, "received %s, %s/s", a, r);
+	}
 	fflush(stderr);
 }
 
-/* Account bytes that left for the peer; hash them if asked to. */
-static void took(struct xfer *x, const uint8_t *p, size_t n)
-{
-	x->tx.bytes += n;
-	if (x->hashing && p)
-		crypto_hash_sha256_update(&x->tx.h, p, n);
-}
 
 /* sendfile(2) moved n bytes from off: hash them from the page cache. */
 static int hash_sent_range(struct xfer *x, off_t off, size_t n)
@@ -733,7 +731,7 @@ static int step_send(struct xfer *x)
 		}
 		if (n < 0)
 			return io_failed(x, "sending", (int)n);
-		took(x, NULL, (size_t)n);	/* hashed when read */
+		x->tx.bytes += (uint64_t)n;	/* hashed when read from the source */
 		x->ooff += (size_t)n;
 		x->olen -= (size_t)n;
 		if (x->olen == 0)
@@ -765,7 +763,7 @@ static int step_send(struct xfer *x)
 			x->src_eof = 1;
 			return 1;
 		}
-		took(x, NULL, (size_t)n);
+		x->tx.bytes += (uint64_t)n;
 		if (x->hashing && hash_sent_range(x, off, (size_t)n) < 0) {
 			msg("cannot read back the sent file to hash it: %s", strerror(errno));
 			return fail_with(EX_FAIL);
@@ -878,6 +876,11 @@ static int step_recv(struct xfer *x)
 		if (x->src < 0 || x->src_tty)
 			x->src_eof = 1;
 		return 1;
+	}
+	if (x->sink_tty && x->progress) {
+		/* The peer's data goes to the terminal: no progress line from now on. */
+		x->progress = 0;
+		show_progress(x, 1);
 	}
 	if (write_all(x->sink, x->ibuf, (size_t)n) < 0) {
 		msg("cannot write %s: %s", x->sink_file ? "the received file" : "standard output",
@@ -1278,8 +1281,9 @@ int main(int argc, char **argv)
 	crypto_hash_sha256_init(&x.tx.h);
 	crypto_hash_sha256_init(&x.rx.h);
 	x.src_ready = x.src >= 0 && x.src_size > 0;
-	x.progress = isatty(STDERR_FILENO) && !(x.src >= 0 && isatty(x.src)) &&
-		     !isatty(x.sink);
+	/* Not while the user types, nor over the peer's data on the terminal. */
+	x.sink_tty = isatty(x.sink);
+	x.progress = isatty(STDERR_FILENO) && !(x.src >= 0 && isatty(x.src));
 	x.t0 = now_s();
 	x.last_progress = x.t0;
 	r = run_transfer(&x);

@@ -115,7 +115,8 @@ struct ossuary_dir_state {
  * Reading (errors are latched: once a read returns one of them, every
  * later read returns the same one, and nothing of a bad record is
  * ever delivered):
- *   0           the peer sent DISCONNECT(0): clean end of stream
+ *   0           the peer sent DISCONNECT(0): clean end of stream (any
+ *               byte after it is then reported as EPROTO)
  *   EBADMSG     a record failed to open (bad tag, replayed, reordered or
  *               dropped record, seq 2^64-1)
  *   EPROTO      a header with a bad version, an unknown or out-of-stage

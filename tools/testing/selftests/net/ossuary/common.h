@@ -57,6 +57,19 @@
 #define OSS_TRUNC_ERRNO (-1)	/* not documented in the uapi header */
 #endif
 
+/*
+ * The errno of a protocol error (bad version, unknown type, illegal length
+ * for the type, bad value, record where none may come), detected from the
+ * header or the opened record. The module documents EPROTO (kernel/rx.c);
+ * a record that fails to open is EBADMSG, a peer's error DISCONNECT or
+ * RESET is ECONNRESET.
+ */
+#ifdef OSSUARY_PROTO_ERRNO
+#define OSS_PROTO_ERRNO OSSUARY_PROTO_ERRNO
+#else
+#define OSS_PROTO_ERRNO EPROTO
+#endif
+
 static inline const char *oss_family_name(int family)
 {
 	return family == AF_INET ? "IPv4" : "IPv6";

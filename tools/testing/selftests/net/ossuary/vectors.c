@@ -373,6 +373,31 @@ FIXTURE_TEARDOWN(vec)
 }
 
 /*
+ * The long walks over every vector run once, over IPv4: the record layer
+ * does not depend on the address family (records.c has both).
+ */
+FIXTURE(vec4)
+{
+	struct vectors *v;
+};
+
+FIXTURE_SETUP(vec4)
+{
+	char why[256] = "";
+
+	self->v = NULL;
+	ASSERT_EQ(0, wire_init());
+	if (oss_ulp_listed() != 1)
+		SKIP(return, "ossuary ULP not registered (module not loaded)");
+	self->v = load_vectors(why, sizeof(why));
+	ASSERT_NE(NULL, self->v) TH_LOG("%s", why);
+}
+
+FIXTURE_TEARDOWN(vec4)
+{
+}
+
+/*
  * An offloaded socket (*kfd: RX with rs/rseq, TX with ss/sseq; either
  * secret may be NULL) and its plain peer (*pfd).
  */
@@ -475,7 +500,7 @@ TEST_F(vec, records_json_stream_rx)
 }
 
 /* Every DATA record of records.json, written raw, opens to its plaintext */
-TEST_F_TIMEOUT(vec, records_json_data_rx, 120)
+TEST_F_TIMEOUT(vec4, records_json_data_rx, 120)
 {
 	struct vectors *v = self->v;
 	int n = 0;
@@ -490,7 +515,7 @@ TEST_F_TIMEOUT(vec, records_json_data_rx, 120)
 		if (r->type != OSSUARY_RECORD_DATA)
 			continue;
 		n++;
-		ASSERT_EQ(0, offloaded_pair(variant->family, v->secret, r->seq,
+		ASSERT_EQ(0, offloaded_pair(AF_INET, v->secret, r->seq,
 					    NULL, 0, &k, &p));
 		ASSERT_EQ((ssize_t)r->rec_len, oss_write_all(p, r->rec, r->rec_len));
 		if (r->pt_len) {
@@ -519,7 +544,7 @@ TEST_F_TIMEOUT(vec, records_json_data_rx, 120)
 }
 
 /* The kernel seals each DATA plaintext to exactly the vector's bytes */
-TEST_F_TIMEOUT(vec, records_json_data_tx_exact, 120)
+TEST_F_TIMEOUT(vec4, records_json_data_tx_exact, 120)
 {
 	struct vectors *v = self->v;
 	int n = 0;
@@ -533,7 +558,7 @@ TEST_F_TIMEOUT(vec, records_json_data_tx_exact, 120)
 		if (r->type != OSSUARY_RECORD_DATA || !r->pt_len)
 			continue;
 		n++;
-		ASSERT_EQ(0, offloaded_pair(variant->family, NULL, 0, v->secret,
+		ASSERT_EQ(0, offloaded_pair(AF_INET, NULL, 0, v->secret,
 					    r->seq, &k, &p));
 		ASSERT_EQ((ssize_t)r->pt_len, send(k, r->pt, r->pt_len, 0));
 		got = wire_read_record(p, buf);
@@ -563,7 +588,12 @@ static int expected_errno(const char *category)
 		return ECONNRESET;
 	if (!strcmp(category, "truncated"))
 		return OSS_TRUNC_ERRNO;
-	return 0;	/* a protocol error: any errno, logged */
+	/* 2^64-1 is refused as a record that does not open */
+	if (!strcmp(category, "seq_exhausted"))
+		return EBADMSG;
+	/* bad_version, unknown_type, bad_length, bad_value, after_disconnect,
+	 * unexpected_type: protocol errors */
+	return OSS_PROTO_ERRNO;
 }
 
 /*
@@ -580,6 +610,7 @@ static const char *run_negative(int family, const struct vneg *g,
 	int k, p, rc = 0, want, ret;
 
 	want = expected_errno(g->error);
+	/* the first fault is the RESET: the kernel reports a reset */
 	if (!strcmp(g->name, "data_after_peer_reset"))
 		want = ECONNRESET;
 	ret = offloaded_pair(family, g->recv_secret, g->recv_seq, g->send_secret,
@@ -670,8 +701,6 @@ static const char *run_negative(int family, const struct vneg *g,
 			goto out_fail;
 		}
 	}
-	if (want == 0)
-		fprintf(stderr, "#   %s (%s): errno %s\n", g->name, g->error, strerror(rc));
 	close(k);
 	close(p);
 	return NULL;
@@ -686,7 +715,7 @@ out_fail:
  * receiver has itself sent RESET does not exist in the kernel (it never
  * sends RESET), so those are left to the userspace tests, by name.
  */
-TEST_F_TIMEOUT(vec, negative_json_established, 600)
+TEST_F_TIMEOUT(vec4, negative_json_established, 600)
 {
 	struct vectors *v = self->v;
 	int ran = 0, failed = 0;
@@ -698,7 +727,7 @@ TEST_F_TIMEOUT(vec, negative_json_established, 600)
 			continue;
 		for (int bytewise = 0; bytewise < 2; bytewise++) {
 			char msg[256];
-			const char *err = run_negative(variant->family, g, g->stream,
+			const char *err = run_negative(AF_INET, g, g->stream,
 						       g->stream_len, bytewise,
 						       msg, sizeof(msg));
 
@@ -715,7 +744,7 @@ TEST_F_TIMEOUT(vec, negative_json_established, 600)
 }
 
 /* All 200 single-bit flips of one DATA record: rejected, nothing delivered */
-TEST_F_TIMEOUT(vec, negative_json_bitflips, 600)
+TEST_F_TIMEOUT(vec4, negative_json_bitflips, 600)
 {
 	struct vectors *v = self->v;
 	int failed = 0;
@@ -734,15 +763,27 @@ TEST_F_TIMEOUT(vec, negative_json_bitflips, 600)
 		g.send_seq = v->bit_send_seq;
 		g.fails_before_eof = f->fails_before_eof;
 		/*
-		 * A flip in the body or tag opens as a bad record (EBADMSG); in
-		 * the header it is a protocol error (any errno), or, when the
-		 * length grew, a record cut short by the FIN (truncation).
+		 * A flip in the body or tag opens as a bad record (EBADMSG). In
+		 * the version or type it is a protocol error; in the length it
+		 * is a protocol error if the length is now illegal, a record that
+		 * does not open if it is shorter but legal, and a record cut short
+		 * by the FIN (truncation) if it grew.
 		 */
-		snprintf(g.error, sizeof(g.error), "%s",
-			 f->byte >= 4 ? "bad_record" :
-			 f->fails_before_eof ? "header" : "truncated");
+		if (f->byte >= 4) {
+			snprintf(g.error, sizeof(g.error), "bad_record");
+		} else if (!f->fails_before_eof) {
+			snprintf(g.error, sizeof(g.error), "truncated");
+		} else if (f->byte >= 2) {
+			unsigned int l = f->stream[2] << 8 | f->stream[3];
+
+			snprintf(g.error, sizeof(g.error), "%s",
+				 l < OSSUARY_TAG_LEN || l > OSSUARY_MAX_BODY ?
+				 "bad_length" : "bad_record");
+		} else {
+			snprintf(g.error, sizeof(g.error), "header");
+		}
 		g.delivered = (uint8_t *)"";
-		err = run_negative(variant->family, &g, f->stream, f->stream_len,
+		err = run_negative(AF_INET, &g, f->stream, f->stream_len,
 				   false, msg, sizeof(msg));
 		if (err) {
 			failed++;

@@ -19,7 +19,7 @@ cd "$top"
 mib=8
 sf_mib=
 reps=5
-pairs=2000
+pairs=10000
 nets="lo veth"
 timeout_s=3600
 cpu=max
@@ -76,7 +76,7 @@ cmd="tools/bench/bench.sh"
 [ "$mib" != 8 ] && cmd+=" --mib $mib"
 [ "$sf_mib" != "$mib" ] && cmd+=" --sf-mib $sf_mib"
 [ "$reps" != 5 ] && cmd+=" --reps $reps"
-[ "$pairs" != 2000 ] && cmd+=" --pairs $pairs"
+[ "$pairs" != 10000 ] && cmd+=" --pairs $pairs"
 [ "$nets" != "lo veth" ] && cmd+=" --nets '$nets'"
 [ "$cpu" != max ] && cmd+=" --cpu $cpu"
 [ "$oss" = 0 ] && cmd+=" --no-oss"

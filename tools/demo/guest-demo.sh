@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-bin=${1:-$repo/build/user/bin}
+bin=$(cd "${1:-$repo/build/user/bin}" 2>/dev/null && pwd) || bin=${1:-$repo/build/user/bin}
 ko=${OSSUARY_KO:-$repo/kernel/ossuary.ko}
 mib=${DEMO_MIB:-64}
 port=${DEMO_PORT:-7000}
@@ -78,6 +78,7 @@ bail() {
 
 work=$(mktemp -d /tmp/ossuary-demo.XXXXXX)
 pids=()
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	for p in "${pids[@]}"; do
 		kill "$p" 2>/dev/null
@@ -180,7 +181,9 @@ timeout "$limit" ip netns exec alice "$cat" -v 10.99.0.2 "$port" --key "$work/al
 	</dev/null 2>"$work/alice.log"
 alice_rc=$?
 # bob ends when alice's data has ended; if alice failed, give bob a moment.
-for _ in $(seq 1 $([ "$alice_rc" = 0 ] && echo "$limit" || echo 10)); do
+bob_wait=10
+[ "$alice_rc" = 0 ] && bob_wait=$limit
+for _ in $(seq 1 "$bob_wait"); do
 	kill -0 "$bob_pid" 2>/dev/null || break
 	sleep 1
 done
@@ -220,10 +223,12 @@ recv_rate=$(echo "$recv_line" | sed -n -E 's/.*\(([0-9.]+ MiB\/s)\).*/\1/p')
 sum_received=$(sha256sum "$work/received.bin" 2>/dev/null | cut -d' ' -f1)
 
 # bob authenticated alice: the key bob checked is alice's, found in alice.key.pub
+# shellcheck disable=SC2086 # split "FINGERPRINT HEX HOW..." into words
 set -- $bob_saw
 check "$([ -n "$alice_fpr" ] && [ "${1:-}" = "$alice_fpr" ] && [ "${2:-}" = "$alice_hex" ] &&
 	[ "${3:-}" = authorized ] && echo 1 || echo 0)" \
 	"bob authenticated alice: key ${1:-none} is alice's, authorized by alice.key.pub"
+# shellcheck disable=SC2086
 set -- $alice_saw
 check "$([ -n "$bob_fpr" ] && [ "${1:-}" = "$bob_fpr" ] && [ "${2:-}" = "$bob_hex" ] &&
 	[ "${3:-}" = authorized ] && echo 1 || echo 0)" \
@@ -291,8 +296,10 @@ echo
 echo "================ Ossuary demo report ================"
 echo "alice  10.99.0.1  key ${alice_fpr:-?}"
 echo "bob    10.99.0.2  key ${bob_fpr:-?}"
+# shellcheck disable=SC2086 # split "FINGERPRINT HEX HOW..." into words
 set -- $bob_saw
 echo "bob authenticated alice:  saw ${1:-no key}, ${*:3}"
+# shellcheck disable=SC2086
 set -- $alice_saw
 echo "alice authenticated bob:  saw ${1:-no key}, ${*:3}"
 echo "mode:        alice ${alice_mode:-?}, bob ${bob_mode:-?}"

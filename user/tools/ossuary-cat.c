@@ -223,7 +223,15 @@ static int set_nonblock(int fd, int on)
 	return fcntl(fd, F_SETFL, fl);
 }
 
-/* "[10.0.0.1]:7000": the form used in messages and in known hosts. */
+/* abort 1: close() resets the connection; 0: the default, orderly close. */
+static void set_linger(int fd, int abort)
+{
+	struct linger l = { .l_onoff = abort, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+}
+
+/* "[10.0.0.1]:7000": the form used in messages. */
 static void name_addr(const struct sockaddr *sa, socklen_t len, char *out, size_t cap)
 {
 	char h[NI_MAXHOST], s[NI_MAXSERV];
@@ -1077,16 +1085,180 @@ static int parse_args(int argc, char **argv, struct options *o)
 	return 0;
 }
 
+/*
+ * Everything local, before any connection (so a typo in a path costs no
+ * handshake): our key, the connection, the authorized keys, the files.
+ * Returns 0 or an exit status.
+ */
+static int prepare(const struct options *o, struct xfer *x, OssuaryConnection **connp,
+		   uint8_t own[OSSUARY_KEY_LEN], int *have_key)
+{
+	uint8_t sk[OSSUARY_KEY_LEN], full_sk[crypto_sign_SECRETKEYBYTES];
+	connection_type_t type = CONN_TYPE_CLIENT;
+	struct stat st;
+	int r;
+
+	if (o->key_path) {
+		r = ossuary_load_secret_key(o->key_path, sk);
+		if (r < 0) {
+			int e = errno;
+
+			if (r == OSSUARY_ERR_KEY_FILE && e == EPERM)
+				msg("%s is readable or writable by others: chmod 600 %s",
+				    o->key_path, o->key_path);
+			else
+				msg("cannot load the secret key %s: %s", o->key_path,
+				    r == OSSUARY_ERR_KEY_FILE ? strerror(e) : ossuary_strerror(r));
+			return EX_FAIL;
+		}
+		*have_key = 1;
+		/* Our public key, for -v: the seed's Ed25519 key pair. */
+		crypto_sign_ed25519_seed_keypair(own, full_sk, sk);
+		sodium_memzero(full_sk, sizeof(full_sk));
+	}
+	if (o->listen)
+		type = o->authorized_path ? CONN_TYPE_AUTHENTICATED_SERVER
+					  : CONN_TYPE_UNAUTHENTICATED_SERVER;
+	*connp = ossuary_create_connection(type, *have_key ? sk : NULL);
+	sodium_memzero(sk, sizeof(sk));
+	if (!*connp) {
+		msg("cannot create the connection (out of memory?)");
+		return EX_FAIL;
+	}
+	if (o->authorized_path) {
+		r = ossuary_load_authorized_keys(*connp, o->authorized_path);
+		if (r <= 0) {
+			if (r == 0)
+				msg("%s holds no key", o->authorized_path);
+			else
+				msg("cannot load %s: %s", o->authorized_path,
+				    r == OSSUARY_ERR_KEY_FILE ? strerror(errno) : ossuary_strerror(r));
+			return EX_FAIL;
+		}
+		info("%d authorized key%s from %s", r, r == 1 ? "" : "s", o->authorized_path);
+	}
+
+	if (o->send_path) {
+		x->src = open(o->send_path, O_RDONLY | O_CLOEXEC);
+		if (x->src < 0 || fstat(x->src, &st) < 0) {
+			msg("cannot open %s: %s", o->send_path, strerror(errno));
+			return EX_FAIL;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			msg("%s is a directory", o->send_path);
+			return EX_FAIL;
+		}
+		if (S_ISREG(st.st_mode))
+			x->src_size = st.st_size;
+	} else if (!o->recv_path) {
+		off_t pos = lseek(STDIN_FILENO, 0, SEEK_CUR);
+
+		x->src = STDIN_FILENO;
+		x->src_tty = isatty(STDIN_FILENO);
+		/* A regular file on standard input: its size, for the progress line. */
+		if (fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) && pos >= 0 &&
+		    st.st_size > pos)
+			x->src_size = st.st_size - pos;
+	}
+	if (o->recv_path) {
+		x->sink = open(o->recv_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+		if (x->sink < 0) {
+			msg("cannot create %s: %s", o->recv_path, strerror(errno));
+			return EX_FAIL;
+		}
+		x->sink_file = 1;
+	}
+	x->obuf = malloc(BUF_LEN);
+	x->ibuf = malloc(BUF_LEN);
+	if (!x->obuf || !x->ibuf) {
+		msg("out of memory");
+		return EX_FAIL;
+	}
+	return 0;
+}
+
+/*
+ * The handshake, with the trust-on-first-use pause of a client, and the
+ * -v line about the peer's key. Returns 0 or an exit status.
+ */
+static int shake_hands(const struct options *o, OssuaryConnection *conn, int fd,
+		       const char *peer)
+{
+	char khname[NI_MAXHOST + NI_MAXSERV + 4] = "", keyhex[2 * OSSUARY_KEY_LEN + 1];
+	int timeout_ms = o->timeout_s ? o->timeout_s * 1000 : -1;
+	uint8_t pk[OSSUARY_KEY_LEN];
+	const char *how = NULL;
+	int r;
+
+	/* Known hosts are keyed by the name the user gave, and the port. */
+	if (!o->listen)
+		snprintf(khname, sizeof(khname), strchr(o->host, ':') ? "[%s]:%s" : "%s:%s",
+			 o->host, o->port);
+	r = ossuary_handshake_fd(conn, fd, timeout_ms);
+	while (r == OSSUARY_ERR_UNTRUSTED_SERVER) {
+		r = decide_trust(o, conn, khname, &how);
+		if (r != OSSUARY_OK) {
+			ossuary_refuse_server(conn);
+			/* Pushes the DISCONNECT(2) out; the handshake has failed. */
+			(void)ossuary_handshake_fd(conn, fd, 1000);
+			return r == OSSUARY_ERR_AUTH ? EX_UNTRUSTED : exit_for(r);
+		}
+		r = ossuary_approve_server(conn);
+		if (r == OSSUARY_OK)
+			r = ossuary_handshake_fd(conn, fd, timeout_ms);
+	}
+	if (r < 0)
+		return handshake_failed(o, conn, peer, r);
+
+	if (ossuary_remote_public_key(conn, pk, sizeof(pk)) != OSSUARY_OK) {
+		info("peer key: none (anonymous peer)");
+		return 0;
+	}
+	hex(keyhex, pk, sizeof(pk));
+	if (how)
+		info("peer key %s (%s): %s", fingerprint(pk).s, keyhex, how);
+	else if (o->authorized_path)
+		info("peer key %s (%s): authorized by %s", fingerprint(pk).s, keyhex,
+		     o->authorized_path);
+	else
+		info("peer key %s (%s): not checked (no --authorized)", fingerprint(pk).s, keyhex);
+	return 0;
+}
+
+/* The record layer: the kernel's, unless told otherwise. Mode, or -(exit status). */
+static int hand_over(const struct options *o, OssuaryConnection *conn, int fd)
+{
+	int mode;
+
+	if (o->userspace)
+		return OSSUARY_MODE_USERSPACE;
+	mode = ossuary_offload(conn, fd, 0);
+	if (mode == OSSUARY_ERR_NO_KERNEL) {
+		msg("the ossuary kernel module is not loaded: load it (insmod ossuary.ko, "
+		    "or modprobe ossuary), or pass --userspace to encrypt in this process");
+		/* Tell the peer why we go, rather than leaving it a truncation. */
+		ossuary_disconnect(conn, OSSUARY_DISCONNECT_INTERNAL);
+		(void)ossuary_write(conn, fd, NULL, 0);
+		return -EX_NO_KERNEL;
+	}
+	if (mode < 0) {
+		int e = errno;
+
+		msg("cannot hand the connection to the kernel: %s%s%s", ossuary_strerror(mode),
+		    mode == OSSUARY_ERR_IO ? ": " : "", mode == OSSUARY_ERR_IO ? strerror(e) : "");
+		return -EX_FAIL;
+	}
+	return mode;
+}
+
 int main(int argc, char **argv)
 {
 	struct options o;
 	OssuaryConnection *conn = NULL;
-	uint8_t sk[OSSUARY_KEY_LEN], pk[OSSUARY_KEY_LEN], own[OSSUARY_KEY_LEN];
-	uint8_t full_sk[crypto_sign_SECRETKEYBYTES];
-	char peer[NI_MAXHOST + NI_MAXSERV + 4], khname[NI_MAXHOST + NI_MAXSERV + 4];
-	const char *how = NULL;
+	uint8_t own[OSSUARY_KEY_LEN];
+	char peer[NI_MAXHOST + NI_MAXSERV + 4];
 	struct xfer x;
-	int fd = -1, r, have_key = 0, rc = EX_FAIL, mode;
+	int fd = -1, r, have_key = 0, rc, mode;
 	double dt;
 
 	if (parse_args(argc, argv, &o) < 0) {
@@ -1104,174 +1276,45 @@ int main(int argc, char **argv)
 	memset(&x, 0, sizeof(x));
 	x.src = -1;
 	x.sink = STDOUT_FILENO;
-
-	/* Everything local first: no connection for a typo in a path. */
-	if (o.key_path) {
-		r = ossuary_load_secret_key(o.key_path, sk);
-		if (r < 0) {
-			int e = errno;
-
-			if (r == OSSUARY_ERR_KEY_FILE && e == EPERM)
-				msg("%s is readable or writable by others: chmod 600 %s",
-				    o.key_path, o.key_path);
-			else
-				msg("cannot load the secret key %s: %s", o.key_path,
-				    r == OSSUARY_ERR_KEY_FILE ? strerror(e) : ossuary_strerror(r));
-			return EX_FAIL;
-		}
-		have_key = 1;
-		/* Our public key, for -v: the seed's Ed25519 key pair. */
-		crypto_sign_ed25519_seed_keypair(own, full_sk, sk);
-		sodium_memzero(full_sk, sizeof(full_sk));
-	}
-	conn = ossuary_create_connection(o.listen ? (o.authorized_path ? CONN_TYPE_AUTHENTICATED_SERVER
-									: CONN_TYPE_UNAUTHENTICATED_SERVER)
-						  : CONN_TYPE_CLIENT,
-					 have_key ? sk : NULL);
-	sodium_memzero(sk, sizeof(sk));
-	if (!conn) {
-		msg("cannot create the connection (out of memory?)");
-		return EX_FAIL;
-	}
-	if (o.authorized_path) {
-		r = ossuary_load_authorized_keys(conn, o.authorized_path);
-		if (r < 0 || r == 0) {
-			if (r == 0)
-				msg("%s holds no key", o.authorized_path);
-			else
-				msg("cannot load %s: %s", o.authorized_path,
-				    r == OSSUARY_ERR_KEY_FILE ? strerror(errno) : ossuary_strerror(r));
-			goto out;
-		}
-		info("%d authorized key%s from %s", r, r == 1 ? "" : "s", o.authorized_path);
-	}
-	if (o.send_path) {
-		struct stat st;
-
-		x.src = open(o.send_path, O_RDONLY | O_CLOEXEC);
-		if (x.src < 0 || fstat(x.src, &st) < 0) {
-			msg("cannot open %s: %s", o.send_path, strerror(errno));
-			goto out;
-		}
-		if (S_ISREG(st.st_mode))
-			x.src_size = st.st_size;
-		if (S_ISDIR(st.st_mode)) {
-			msg("%s is a directory", o.send_path);
-			goto out;
-		}
-	} else if (!o.recv_path) {
-		struct stat st;
-		off_t pos = lseek(STDIN_FILENO, 0, SEEK_CUR);
-
-		x.src = STDIN_FILENO;
-		x.src_tty = isatty(STDIN_FILENO);
-		/* A regular file on standard input: its size, for the progress line. */
-		if (fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) && pos >= 0 &&
-		    st.st_size > pos)
-			x.src_size = st.st_size - pos;
-	}
-	if (o.recv_path) {
-		x.sink = open(o.recv_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-		if (x.sink < 0) {
-			msg("cannot create %s: %s", o.recv_path, strerror(errno));
-			goto out;
-		}
-		x.sink_file = 1;
-	}
-	x.obuf = malloc(BUF_LEN);
-	x.ibuf = malloc(BUF_LEN);
-	if (!x.obuf || !x.ibuf) {
-		msg("out of memory");
+	rc = prepare(&o, &x, &conn, own, &have_key);
+	if (rc)
 		goto out;
-	}
 
-	/* Connect, and shake hands. */
 	fd = o.listen ? accept_one(&o, peer, sizeof(peer)) : dial(&o, peer, sizeof(peer));
 	if (fd < 0) {
 		rc = o.listen ? EX_FAIL : EX_LOST;
 		goto out;
 	}
-	if (!o.listen) {
+	if (!o.listen)
 		info("connected to %s", peer);
-		/* Known hosts are keyed by the name the user gave. */
-		if (strchr(o.host, ':'))
-			snprintf(khname, sizeof(khname), "[%s]:%s", o.host, o.port);
-		else
-			snprintf(khname, sizeof(khname), "%s:%s", o.host, o.port);
-	}
 	if (have_key)
 		info("our key %s (%s)", fingerprint(own).s, o.key_path);
 	else
 		info("no --key: this side is anonymous");
-	r = ossuary_handshake_fd(conn, fd, o.timeout_s ? o.timeout_s * 1000 : -1);
-	while (r == OSSUARY_ERR_UNTRUSTED_SERVER) {
-		r = decide_trust(&o, conn, khname, &how);
-		if (r == OSSUARY_OK) {
-			r = ossuary_approve_server(conn);
-			if (r == OSSUARY_OK)
-				r = ossuary_handshake_fd(conn, fd, o.timeout_s ? o.timeout_s * 1000 : -1);
-		} else {
-			int why = r;
-
-			ossuary_refuse_server(conn);
-			/* Pushes the DISCONNECT(2) out. */
-			(void)ossuary_handshake_fd(conn, fd, 1000);
-			rc = why == OSSUARY_ERR_KEY_CHANGED ? EX_KEY_CHANGED :
-			     why == OSSUARY_ERR_AUTH ? EX_UNTRUSTED : exit_for(why);
-			goto out;
-		}
-	}
-	if (r < 0) {
-		rc = handshake_failed(&o, conn, peer, r);
+	rc = shake_hands(&o, conn, fd, peer);
+	if (rc)
+		goto out;
+	mode = hand_over(&o, conn, fd);
+	if (mode < 0) {
+		rc = -mode;
 		goto out;
 	}
-	if (ossuary_remote_public_key(conn, pk, sizeof(pk)) == OSSUARY_OK) {
-		char keyhex[2 * OSSUARY_KEY_LEN + 1];
-
-		hex(keyhex, pk, sizeof(pk));
-		if (how)
-			info("peer key %s (%s): %s", fingerprint(pk).s, keyhex, how);
-		else if (o.authorized_path)
-			info("peer key %s (%s): authorized by %s", fingerprint(pk).s, keyhex,
-			     o.authorized_path);
-		else
-			info("peer key %s (%s): not checked (no --authorized)",
-			     fingerprint(pk).s, keyhex);
-	} else {
-		info("peer key: none (anonymous peer)");
-	}
-
-	/* The record layer: the kernel's, unless told otherwise. */
-	if (o.userspace) {
-		mode = OSSUARY_MODE_USERSPACE;
-	} else {
-		mode = ossuary_offload(conn, fd, 0);
-		if (mode == OSSUARY_ERR_NO_KERNEL) {
-			msg("the ossuary kernel module is not loaded: load it (insmod ossuary.ko, "
-			    "or modprobe ossuary), or pass --userspace to encrypt in this process");
-			/* Tell the peer why we go, rather than leaving it a truncation. */
-			ossuary_disconnect(conn, OSSUARY_DISCONNECT_INTERNAL);
-			(void)ossuary_write(conn, fd, NULL, 0);
-			rc = EX_NO_KERNEL;
-			goto out;
-		}
-		if (mode < 0) {
-			msg("cannot hand the connection to the kernel: %s%s%s",
-			    ossuary_strerror(mode), mode == OSSUARY_ERR_IO ? ": " : "",
-			    mode == OSSUARY_ERR_IO ? strerror(errno) : "");
-			rc = exit_for(mode);
-			if (rc == EX_FAIL || rc == EX_LOST)
-				rc = EX_FAIL;
-			goto out;
-		}
-	}
 	x.kernel = mode == OSSUARY_MODE_KERNEL;
+	/*
+	 * The module seals DISCONNECT(0) when an offloaded socket is closed,
+	 * which would turn our death (a signal, an error) into a clean end
+	 * of a stream we did not finish. Until we have finished, close
+	 * abortively: the peer then sees a reset, never a clean end.
+	 */
+	if (x.kernel)
+		set_linger(fd, 1);
 	x.src_sendfile = x.kernel && o.send_path && x.src_size > 0;
-	info("mode %s%s", x.kernel ? "kernel" : "userspace",
-	     x.src_sendfile ? " (sendfile)" : "");
+	info("mode %s%s", x.kernel ? "kernel" : "userspace", x.src_sendfile ? " (sendfile)" : "");
 
+	/* The transfer: both directions from one poll loop. */
 	if (set_nonblock(fd, 1) < 0) {
 		msg("fcntl: %s", strerror(errno));
+		rc = EX_FAIL;
 		goto out;
 	}
 	x.conn = conn;
@@ -1291,22 +1334,24 @@ int main(int argc, char **argv)
 	show_progress(&x, 1);
 	if (r < 0) {
 		rc = fail_code;
-		if (o.verbose)
-			msg("stopped after sending %" PRIu64 " and receiving %" PRIu64 " bytes",
-			    x.tx.bytes, x.rx.bytes);
+		info("stopped after sending %" PRIu64 " and receiving %" PRIu64 " bytes",
+		     x.tx.bytes, x.rx.bytes);
 		goto out;
 	}
+	/* Both directions ended cleanly: an orderly close from here on. */
+	if (x.kernel)
+		set_linger(fd, 0);
 	if (x.src >= 0)
 		report_dir(&x, "sent", &x.tx, dt);
 	if (x.rx.bytes || x.src < 0)
 		report_dir(&x, "received", &x.rx, dt);
-	rc = EX_OK;
 	if (x.sink_file) {
-		if (close(x.sink) < 0) {
+		r = close(x.sink);
+		x.sink = -1;
+		if (r < 0) {
 			msg("cannot write %s: %s", o.recv_path, strerror(errno));
 			rc = EX_FAIL;
 		}
-		x.sink = -1;
 	}
 out:
 	if (fd >= 0)

@@ -12,6 +12,7 @@
  *
  * IPv4 and IPv6 variants of each.
  */
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
@@ -2000,6 +2001,96 @@ TEST(tx_key_update_at_seq_end)
 	EXPECT_EQ(1, st.seq);
 	close(k);
 	close(p);
+}
+
+/* One counter of /proc/net/ossuary_stat by exact name; -1 if absent */
+static long stat_get(const char *want)
+{
+	char line[256], name[128];
+	long v, found = -1;
+	FILE *f = fopen("/proc/net/ossuary_stat", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%127s %ld", name, &v) == 2 && !strcmp(name, want))
+			found = v;
+	fclose(f);
+	return found;
+}
+
+TEST_F(raw, stat_counters_move)
+{
+	static const char * const names[] = {
+		"OssuaryCurrTx", "OssuaryCurrRx", "OssuaryRecordsSealed",
+		"OssuaryRecordsOpened", "OssuaryProtocolErrors", "OssuaryTruncations",
+	};
+	long before[6], after[6];
+	uint8_t pt[16], type;
+	char buf[16];
+	ssize_t r;
+	int k2, p2;
+
+	for (int i = 0; i < 6; i++) {
+		before[i] = stat_get(names[i]);
+		ASSERT_GE(before[i], 0) TH_LOG("no %s in /proc/net/ossuary_stat", names[i]);
+	}
+	EXPECT_GE(before[0], 1);
+	EXPECT_GE(before[1], 1);
+	ASSERT_EQ(1, send(self->kfd, "s", 1, 0));
+	ASSERT_EQ(1, open_from_k(self, pt, &type, NULL));
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "o", 1), 0);
+	ASSERT_EQ(1, recv(self->kfd, buf, 1, 0));
+	/* a protocol error on a second socket, a truncation on this one */
+	ASSERT_EQ(0, oss_tcp_pair(variant->family, &k2, &p2));
+	ASSERT_EQ(0, oss_attach(k2));
+	ASSERT_EQ(0, oss_install(k2, OSSUARY_RX, secret_b(), 0));
+	ASSERT_EQ(4, oss_write_all(p2, "\x07\x20\x00\x20", 4));
+	EXPECT_EQ(OSS_PROTO_ERRNO, read_error(k2, buf, sizeof(buf), &r));
+	ASSERT_EQ(0, shutdown(self->pfd, SHUT_WR));
+	EXPECT_EQ(OSS_TRUNC_ERRNO, read_error(self->kfd, buf, sizeof(buf), &r));
+	for (int i = 0; i < 6; i++)
+		after[i] = stat_get(names[i]);
+	EXPECT_EQ(before[0], after[0]);
+	EXPECT_EQ(before[1] + 1, after[1]) TH_LOG("CurrRx with the second socket");
+	EXPECT_EQ(before[2] + 1, after[2]);
+	EXPECT_EQ(before[3] + 1, after[3]);
+	EXPECT_EQ(before[4] + 1, after[4]);
+	EXPECT_EQ(before[5] + 1, after[5]);
+	close(k2);
+	close(p2);
+	EXPECT_EQ(before[1], stat_get("OssuaryCurrRx")) TH_LOG("close gives CurrRx back");
+}
+
+/* The counters are per network namespace: a new one starts at zero */
+TEST(stat_per_netns)
+{
+	pid_t pid;
+
+	REQUIRE_OSSUARY();
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		char line[256], name[128];
+		long v;
+		int n = 0, bad = 0;
+		FILE *f;
+
+		if (unshare(CLONE_NEWNET))
+			_exit(10);
+		f = fopen("/proc/net/ossuary_stat", "r");
+		if (!f)
+			_exit(11);
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "%127s %ld", name, &v) == 2) {
+				n++;
+				bad += v != 0;
+			}
+		fclose(f);
+		_exit(!n ? 12 : bad ? 13 : 0);
+	}
+	EXPECT_EQ(0, oss_wait_child(pid))
+		TH_LOG("10: unshare, 11: no file, 12: no counters, 13: nonzero in a fresh netns");
 }
 
 /* ======================= option input (no keys yet) ======================= */

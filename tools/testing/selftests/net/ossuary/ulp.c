@@ -281,7 +281,7 @@ TEST_F(ulp, attach_then_close_with_pending_data)
 
 TEST_F(ulp, many_attach_close_cycles)
 {
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < 32; i++) {
 		int c, s;
 
 		ASSERT_EQ(0, oss_tcp_pair_ex(variant->family, variant->mapped,

@@ -3,14 +3,14 @@
 #   make              build ossuary.ko against KDIR (default: the running kernel)
 #   make user         build libossuary and its tools into build/user
 #   make check        run every test (host, fuzzers, KUnit and kselftests in the VM)
-#   make demo         the main job end to end in the VM
+#   make demo         the main job end to end in the VM (release kernel;
+#                     KERNEL=debug, DEMO_MIB=N to change)
 #   make fuzz         run each fuzz target for FUZZ_SECONDS (default 60)
 #   make bench-user   the library's own benchmark (native, not a test)
 #   make install      install the library, header and tools (PREFIX, DESTDIR)
 #   make clean
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
-KERNEL ?= debug
 FUZZ_SECONDS ?= 60
 BUILD := $(CURDIR)/build
 
@@ -24,7 +24,10 @@ user:
 	$(MAKE) -C user O=$(BUILD)/user lib tools
 
 check:
-	KERNEL=$(KERNEL) tools/testing/check
+	tools/testing/check
+
+demo:
+	tools/demo/demo.sh
 
 fuzz:
 	$(MAKE) -C user O=$(BUILD)/user fuzzers
@@ -39,7 +42,7 @@ install:
 
 # Build (or reuse) the cached test kernel: KERNEL=debug or release.
 vm-kernel:
-	tools/testing/vm/build-kernel $(KERNEL)
+	tools/testing/vm/build-kernel $(or $(KERNEL),debug)
 
 clean:
 	-[ -d $(KDIR) ] && $(MAKE) -C $(KDIR) M=$(CURDIR) clean

@@ -36,8 +36,9 @@
 
 #include "ossuary.h"
 
+/* MSG_CMSG_CLOEXEC only matters for SCM_RIGHTS, which TCP never sends */
 #define OSSUARY_RX_FLAGS (MSG_PEEK | MSG_WAITALL | MSG_DONTWAIT | \
-			  MSG_NOSIGNAL | MSG_CMSG_COMPAT)
+			  MSG_NOSIGNAL | MSG_CMSG_COMPAT | MSG_CMSG_CLOEXEC)
 
 static void ossuary_rx_next(struct ossuary_ctx *ctx)
 {

@@ -122,7 +122,7 @@ done
 aead=$out/aead
 : >"$aead"
 driver=""
-for i in $(seq "$reps"); do
+for _ in $(seq "$reps"); do
 	if insmod "$aead_ko" records="$aead_records"; then
 		p=/sys/module/ossuary_aead_bench/parameters
 		driver=$(cat $p/driver)
@@ -250,8 +250,8 @@ END {
 if [ "$profile" = 1 ] && command -v perf >/dev/null; then
 	echo
 	echo "## Where the time goes (perf, cpu-clock, loopback, 16 KiB writes, whole guest)"
-	profs="ktls"
-	[ "$oss" = 1 ] && profs="ktls oss"
+	profs="ktls user"
+	[ "$oss" = 1 ] && profs="ktls oss user"
 	echo 0 >/proc/sys/kernel/kptr_restrict 2>/dev/null
 	echo -1 >/proc/sys/kernel/perf_event_paranoid 2>/dev/null
 	for p in $profs; do
@@ -260,7 +260,7 @@ if [ "$profile" = 1 ] && command -v perf >/dev/null; then
 		echo
 		echo '```'
 		if timeout 300 perf record -q -e cpu-clock -a -o "$out/perf-$p.data" -- \
-			"$bin" stream --proto "$p" --mib "$mib" --reps 1 >/dev/null 2>"$out/perf-$p.log"; then
+			"$bin" stream --proto "$p" --mib "$((mib * 2))" --reps 1 >/dev/null 2>"$out/perf-$p.log"; then
 			perf report -q -i "$out/perf-$p.data" --stdio --sort dso,sym 2>/dev/null |
 				grep -v '^$' | head -n 25
 		else

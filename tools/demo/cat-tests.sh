@@ -10,6 +10,7 @@
 #
 #   BIN_DIR  where ossuary-cat and ossuary-keygen are
 #            (default: REPO/build/user/bin)
+# Environment: CAT_TESTS_KIB, size of the file sent (default 1024).
 # Exit status: 0 when every case passed.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -40,7 +41,9 @@ kernel=0
 grep -qw ossuary /proc/sys/net/ipv4/tcp_available_ulp 2>/dev/null && kernel=1
 "$keygen" -f a.key >/dev/null 2>&1 && "$keygen" -f b.key >/dev/null 2>&1 &&
 	"$keygen" -f c.key >/dev/null 2>&1 || { echo "not ok 1 - ossuary-keygen failed"; exit 1; }
-head -c 3000000 /dev/urandom >f.bin
+# 1 MiB: 64 records, enough to cross record and segment boundaries, and
+# quick under emulation with the debug kernel (CAT_TESTS_KIB to change it).
+head -c $((${CAT_TESTS_KIB:-1024} * 1024)) /dev/urandom >f.bin
 
 # pair HOST SERVER_ARGS CLIENT_ARGS: runs both, sets src and crc
 pair() {

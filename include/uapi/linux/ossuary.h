@@ -139,7 +139,8 @@ struct ossuary_dir_state {
  * MSG_PEEK sees at most the current record.  poll() reports EPOLLIN
  * only when a whole record, an error or the end of the stream is there.
  * Supported recv flags: MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT,
- * MSG_ERRQUEUE; others give EOPNOTSUPP.
+ * MSG_ERRQUEUE, MSG_CMSG_CLOEXEC; others (MSG_OOB, MSG_TRUNC...) give
+ * EOPNOTSUPP.
  *
  * Writing: DATA records of at most OSSUARY_MAX_PLAINTEXT bytes; MSG_MORE
  * keeps the last record open for the next send; blocking, EAGAIN and

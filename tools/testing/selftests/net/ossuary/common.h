@@ -41,18 +41,12 @@
 
 /*
  * The errno a read returns when the peer's FIN arrives without a
- * DISCONNECT(0) before it. The uapi header is supposed to name it; the
- * names below are the ones we look for. If none exists the truncation
- * tests fail and say so: an undocumented errno is a bug of the contract.
+ * DISCONNECT(0) before it, as the uapi header documents it. Without the
+ * macro the truncation tests fail and say so: an undocumented errno is a
+ * bug of the contract.
  */
-#if defined(OSSUARY_TRUNCATED_ERRNO)
+#ifdef OSSUARY_TRUNCATED_ERRNO
 #define OSS_TRUNC_ERRNO OSSUARY_TRUNCATED_ERRNO
-#elif defined(OSSUARY_ERR_TRUNCATED)
-#define OSS_TRUNC_ERRNO OSSUARY_ERR_TRUNCATED
-#elif defined(OSSUARY_TRUNCATION_ERRNO)
-#define OSS_TRUNC_ERRNO OSSUARY_TRUNCATION_ERRNO
-#elif defined(OSSUARY_EOF_TRUNCATED)
-#define OSS_TRUNC_ERRNO OSSUARY_EOF_TRUNCATED
 #else
 #define OSS_TRUNC_ERRNO (-1)	/* not documented in the uapi header */
 #endif

@@ -954,6 +954,22 @@ TEST_F(ossuary, msg_more_with_eor_einval)
 	EXPECT_EQ(EINVAL, errno);
 }
 
+/* Both ends offloaded, a KEY_UPDATE after every record, 512 KiB through */
+TEST_F_TIMEOUT(ossuary, rekey_every_record_transfer, 120)
+{
+	struct ossuary_dir_state st;
+	uint64_t one = 1;
+	int ret;
+
+	ASSERT_EQ(0, setsockopt(self->fd, SOL_OSSUARY, OSSUARY_REKEY_RECORDS, &one,
+				sizeof(one)));
+	ret = big_transfer(self->fd, self->cfd, 512 << 10, 41);
+	EXPECT_EQ(0, ret) TH_LOG("%s", strerror(-ret));
+	ASSERT_EQ(0, oss_state(self->fd, OSSUARY_TX, &st));
+	EXPECT_GE(st.generation, 31);
+	EXPECT_LE(st.seq, 1);
+}
+
 /* ==================== one end offloaded, one end raw ==================== */
 
 FIXTURE(raw)
@@ -1302,8 +1318,6 @@ static void corrupt_case(struct __test_metadata *_metadata,
 	second = off;
 	off += seal_to_k(self, OSSUARY_RECORD_DATA, "bad record here", 15, stream + off);
 	off += seal_to_k(self, OSSUARY_RECORD_DATA, "after the bad one", 17, stream + off);
-	if (where < 0)
-		where = (int)(off - second) + where - 17 - 4 - 16; /* from end of bad */
 	stream[second + where] ^= xor;
 	ASSERT_EQ((ssize_t)off, oss_write_all(self->pfd, stream, off));
 	ASSERT_EQ(11, recv(self->kfd, buf, 11, MSG_WAITALL));
@@ -2091,6 +2105,100 @@ TEST(stat_per_netns)
 	}
 	EXPECT_EQ(0, oss_wait_child(pid))
 		TH_LOG("10: unshare, 11: no file, 12: no counters, 13: nonzero in a fresh netns");
+}
+
+/*
+ * A reader already blocked in recv() (or poll()) is woken by each kind of
+ * bad news, not only by data: 0 = corrupt record, 1 = DISCONNECT(1),
+ * 2 = FIN without DISCONNECT(0), 3 = bad header, 4 = DISCONNECT(0).
+ */
+static void woken_case(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(raw) *self, int what, bool use_poll)
+{
+	static const int want[] = { EBADMSG, ECONNRESET, 0, 0, 0 };
+	struct timespec t0, t1;
+	char buf[16];
+	ssize_t r;
+	long ms;
+	int e;
+	pid_t pid = fork();
+
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		uint8_t rec[64], v = what == 1;
+		size_t n;
+
+		oss_msleep(300);
+		switch (what) {
+		case 0:
+			n = seal_to_k(self, OSSUARY_RECORD_DATA, "bad", 3, rec);
+			rec[n - 1] ^= 1;
+			_exit(oss_write_all(self->pfd, rec, n) == (ssize_t)n ? 0 : 1);
+		case 1:
+		case 4:
+			_exit(send_to_k(self, OSSUARY_RECORD_DISCONNECT, &v, 1) > 0 ? 0 : 1);
+		case 2:
+			_exit(shutdown(self->pfd, SHUT_WR) ? 1 : 0);
+		default:
+			_exit(oss_write_all(self->pfd, "\x02\x99\x00\x20", 4) == 4 ? 0 : 1);
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (use_poll) {
+		struct pollfd p = { .fd = self->kfd, .events = POLLIN };
+
+		EXPECT_EQ(1, poll(&p, 1, 2500)) TH_LOG("case %d: poll not woken", what);
+	}
+	e = read_error(self->kfd, buf, sizeof(buf), &r);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	if (what == 4) {
+		EXPECT_EQ(0, r) TH_LOG("case 4: DISCONNECT(0) is EOF");
+	} else {
+		EXPECT_EQ(-1, r);
+		EXPECT_EQ(what == 2 ? OSS_TRUNC_ERRNO : what == 3 ? OSS_PROTO_ERRNO : want[what], e)
+			TH_LOG("case %d: %s", what, strerror(e));
+	}
+	EXPECT_LT(ms, 2500) TH_LOG("case %d: woken after %ld ms", what, ms);
+	EXPECT_EQ(0, oss_wait_child(pid));
+}
+
+TEST_F(raw, blocked_reader_woken_by_bad_record)	{ woken_case(_metadata, self, 0, false); }
+TEST_F(raw, blocked_reader_woken_by_disconnect_error)	{ woken_case(_metadata, self, 1, false); }
+TEST_F(raw, blocked_reader_woken_by_fin)		{ woken_case(_metadata, self, 2, false); }
+TEST_F(raw, blocked_reader_woken_by_bad_header)	{ woken_case(_metadata, self, 3, false); }
+TEST_F(raw, blocked_reader_woken_by_disconnect_clean)	{ woken_case(_metadata, self, 4, false); }
+TEST_F(raw, poll_woken_by_bad_record)		{ woken_case(_metadata, self, 0, true); }
+TEST_F(raw, poll_woken_by_disconnect_error)	{ woken_case(_metadata, self, 1, true); }
+TEST_F(raw, poll_woken_by_fin)			{ woken_case(_metadata, self, 2, true); }
+TEST_F(raw, poll_woken_by_bad_header)		{ woken_case(_metadata, self, 3, true); }
+TEST_F(raw, poll_woken_by_disconnect_clean)	{ woken_case(_metadata, self, 4, true); }
+
+/* Many KEY_UPDATEs from the peer, between and around records */
+TEST_F(raw, rx_many_key_updates)
+{
+	uint8_t stream[64 * 100], zero = 0;
+	char expect[512] = {}, buf[512] = {};
+	size_t off = 0;
+	struct ossuary_dir_state st;
+
+	for (int i = 0; i < 60; i++) {
+		char c = 'a' + i % 26;
+
+		expect[i] = c;
+		off += seal_to_k(self, OSSUARY_RECORD_DATA, &c, 1, stream + off);
+		if (i % 3 == 2 && i != 59) {
+			off += seal_to_k(self, OSSUARY_RECORD_KEY_UPDATE, &zero, 1, stream + off);
+			wire_dir_next(&self->to_k);
+		}
+	}
+	ASSERT_EQ((ssize_t)off, oss_write_all(self->pfd, stream, off));
+	ASSERT_EQ(60, recv(self->kfd, buf, 60, MSG_WAITALL));
+	EXPECT_STREQ(expect, buf);
+	ASSERT_EQ(0, oss_state(self->kfd, OSSUARY_RX, &st));
+	/* 19 updates, then DATA at seq 0, 1, 2 under the last secret */
+	EXPECT_EQ(19, st.generation);
+	EXPECT_EQ(3, st.seq);
 }
 
 /* ======================= option input (no keys yet) ======================= */

@@ -5,6 +5,8 @@
 #   make check        run every test (host, fuzzers, KUnit and kselftests in the VM)
 #   make demo         the main job end to end in the VM (release kernel;
 #                     KERNEL=debug, DEMO_MIB=N to change)
+#   make bench        kTLS / Ossuary / TCP side by side in the release VM
+#                     (BENCH_ARGS=..., see tools/bench/bench.sh --help)
 #   make fuzz         run each fuzz target for FUZZ_SECONDS (default 60)
 #   make bench-user   the library's own benchmark (native, not a test)
 #   make install      install the library, header and tools (PREFIX, DESTDIR)
@@ -13,8 +15,9 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 FUZZ_SECONDS ?= 60
 BUILD := $(CURDIR)/build
+BENCH_ARGS ?=
 
-.PHONY: all modules user check demo fuzz bench-user install clean vm-kernel
+.PHONY: all modules user check demo bench fuzz bench-user install clean vm-kernel
 all: modules
 
 modules:
@@ -32,6 +35,9 @@ demo:
 fuzz:
 	$(MAKE) -C user O=$(BUILD)/user fuzzers
 	user/fuzz/run.sh $(BUILD)/user $(FUZZ_SECONDS)
+
+bench:
+	tools/bench/bench.sh $(BENCH_ARGS)
 
 bench-user:
 	$(MAKE) -C user O=$(BUILD)/user benches

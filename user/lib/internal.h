@@ -186,6 +186,10 @@ int oss_reset_complete(OssuaryConnection *c);
 /* A RESET arrived: answer, count, or refuse the fifth. */
 int oss_reset_received(OssuaryConnection *c);
 
+/* keyhex.c */
+/* Decodes exactly 64 hex digits at hex into key; 0, or -1 if any is not hex. */
+int oss_key_from_hex(const char *hex, uint8_t key[32]);
+
 /* ---- testing.c: hooks for deterministic tests, never for applications ---- */
 
 /* Queue fixed inputs for the next handshake this side starts. */

@@ -36,11 +36,7 @@
 #include <sodium.h>
 
 #include "ossuary.h"
-
-#ifndef OSSUARY_EXPORT
-/* The library builds with -fvisibility=hidden; the public API opts in. */
-#define OSSUARY_EXPORT __attribute__((visibility("default")))
-#endif
+#include "internal.h"
 
 #define KEY_HEX_LEN (2 * OSSUARY_KEY_LEN)
 /* A key file is a few short lines; anything bigger is not ours. */
@@ -52,17 +48,6 @@
 
 static const char secret_comment[] = "# ossuary ed25519 secret key (keep private)\n";
 static const char public_comment[] = "# ossuary ed25519 public key\n";
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 static void to_hex(char out[KEY_HEX_LEN], const uint8_t key[OSSUARY_KEY_LEN])
 {
@@ -90,14 +75,8 @@ static int parse_line(const char *line, size_t len, uint8_t key[OSSUARY_KEY_LEN]
 		return 0;
 	if (len - i < KEY_HEX_LEN)
 		return -1;
-	for (size_t j = 0; j < OSSUARY_KEY_LEN; j++) {
-		int hi = hexval((unsigned char)line[i + 2 * j]);
-		int lo = hexval((unsigned char)line[i + 2 * j + 1]);
-
-		if (hi < 0 || lo < 0)
-			return -1;
-		key[j] = (uint8_t)(hi << 4 | lo);
-	}
+	if (oss_key_from_hex(line + i, key) != 0)
+		return -1;
 	i += KEY_HEX_LEN;
 	/* After the key: nothing, or a blank and then anything printable. */
 	if (i < len && line[i] != ' ' && line[i] != '\t')
@@ -225,13 +204,11 @@ static int load_key(const char *path, uint8_t key[OSSUARY_KEY_LEN], int secret)
 	return rc;
 }
 
-OSSUARY_EXPORT
 int ossuary_load_secret_key(const char *path, uint8_t key[32])
 {
 	return load_key(path, key, 1);
 }
 
-OSSUARY_EXPORT
 int ossuary_load_public_key(const char *path, uint8_t key[32])
 {
 	return load_key(path, key, 0);
@@ -282,7 +259,6 @@ struct secret_text {
 	char text[sizeof(secret_comment) + KEY_HEX_LEN + 1];
 };
 
-OSSUARY_EXPORT
 int ossuary_write_keypair(const char *secret_path, const char *public_path)
 {
 	struct secret_text s;
@@ -328,7 +304,6 @@ int ossuary_write_keypair(const char *secret_path, const char *public_path)
 	return rc;
 }
 
-OSSUARY_EXPORT
 int ossuary_load_authorized_keys(OssuaryConnection *conn, const char *path)
 {
 	char line[LINE_MAX_LEN + 2];

@@ -28,11 +28,7 @@
 #include <sodium.h>
 
 #include "ossuary.h"
-
-#ifndef OSSUARY_EXPORT
-/* The library builds with -fvisibility=hidden; the public API opts in. */
-#define OSSUARY_EXPORT __attribute__((visibility("default")))
-#endif
+#include "internal.h"
 
 #define KEY_HEX_LEN (2 * OSSUARY_KEY_LEN)
 #define HOST_MAX 255		/* a DNS name's limit; also covers IPv6 literals */
@@ -57,17 +53,6 @@ static int valid_host(const char *host)
 			return 0;
 	}
 	return 1;
-}
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 static int is_blank(char c)
@@ -101,14 +86,8 @@ static int parse_entry(char *line, size_t len, char **host, uint8_t key[OSSUARY_
 		i++;
 	if (len - i < KEY_HEX_LEN)
 		return -1;
-	for (size_t j = 0; j < OSSUARY_KEY_LEN; j++) {
-		int hi = hexval((unsigned char)line[i + 2 * j]);
-		int lo = hexval((unsigned char)line[i + 2 * j + 1]);
-
-		if (hi < 0 || lo < 0)
-			return -1;
-		key[j] = (uint8_t)(hi << 4 | lo);
-	}
+	if (oss_key_from_hex(line + i, key) != 0)
+		return -1;
 	for (i += KEY_HEX_LEN; i < len; i++)
 		if (!is_blank(line[i]))
 			return -1;
@@ -204,7 +183,6 @@ static int scan_fd(int fd, const char *host, const uint8_t key[OSSUARY_KEY_LEN])
 	return rc;
 }
 
-OSSUARY_EXPORT
 int ossuary_known_hosts_check(const char *path, const char *host, const uint8_t key[32])
 {
 	int fd, rc;
@@ -218,7 +196,6 @@ int ossuary_known_hosts_check(const char *path, const char *host, const uint8_t 
 	return rc;
 }
 
-OSSUARY_EXPORT
 int ossuary_known_hosts_add(const char *path, const char *host, const uint8_t key[32])
 {
 	char line[1 + HOST_MAX + 1 + KEY_HEX_LEN + 1];

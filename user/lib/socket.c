@@ -53,11 +53,6 @@
 #include "uapi/linux/ossuary.h"
 #include "socket_internal.h"
 
-/* The library builds with -fvisibility=hidden; the public API opts in. */
-#ifndef OSSUARY_EXPORT
-#define OSSUARY_EXPORT __attribute__((visibility("default")))
-#endif
-
 #ifndef SOL_TCP
 #define SOL_TCP 6
 #endif
@@ -410,7 +405,6 @@ static int hs_step(OssuaryConnection *conn, struct ossuary_sock *s, int fd,
 	}
 }
 
-OSSUARY_EXPORT
 int ossuary_handshake_step(OssuaryConnection *conn, int fd, short *wait_events)
 {
 	struct ossuary_sock *s;
@@ -441,7 +435,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-OSSUARY_EXPORT
 int ossuary_handshake_fd(OssuaryConnection *conn, int fd, int timeout_ms)
 {
 	int64_t deadline = 0;
@@ -503,7 +496,6 @@ static int install_dir(int fd, int optname, const uint8_t secret[32],
 	return r;
 }
 
-OSSUARY_EXPORT
 int ossuary_offload(OssuaryConnection *conn, int fd, unsigned int flags)
 {
 	static const char ulp[] = "ossuary";
@@ -560,7 +552,6 @@ out:
 	return r;
 }
 
-OSSUARY_EXPORT
 int ossuary_mode(const OssuaryConnection *conn)
 {
 	const struct ossuary_sock *s;
@@ -583,7 +574,6 @@ int ossuary_mode(const OssuaryConnection *conn)
 
 /* ---- data ---- */
 
-OSSUARY_EXPORT
 ssize_t ossuary_write(OssuaryConnection *conn, int fd, const void *buf,
 		      size_t len)
 {
@@ -672,7 +662,6 @@ static ssize_t plain_copy(struct ossuary_sock *s, void *buf, size_t len)
 	return (ssize_t)n;
 }
 
-OSSUARY_EXPORT
 ssize_t ossuary_read(OssuaryConnection *conn, int fd, void *buf, size_t len)
 {
 	struct ossuary_sock *s;
@@ -780,7 +769,6 @@ static int shut_wr(int fd)
 	return OSSUARY_OK;
 }
 
-OSSUARY_EXPORT
 int ossuary_shutdown(OssuaryConnection *conn, int fd)
 {
 	struct ossuary_sock *s;

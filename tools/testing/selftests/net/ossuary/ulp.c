@@ -4,6 +4,8 @@
  * attaches where kTLS would, and fails where kTLS does.
  */
 
+#include <sys/syscall.h>
+
 #include "common.h"
 
 #include "kselftest_harness.h"
@@ -291,6 +293,35 @@ TEST_F(ulp, many_attach_close_cycles)
 		close(i & 1 ? c : s);
 		close(i & 1 ? s : c);
 	}
+}
+
+/*
+ * The module cannot go away under a socket that uses it: unloading is
+ * refused while an attached socket exists (with and without keys).
+ */
+TEST(unload_refused_while_attached)
+{
+	uint8_t secret[32];
+	int c, s, ret, e;
+
+	REQUIRE_OSSUARY();
+	oss_secret(secret, 1);
+	ASSERT_EQ(0, oss_tcp_pair(AF_INET, &c, &s));
+	ASSERT_EQ(0, oss_attach(c));
+	ret = syscall(SYS_delete_module, OSS_ULP_NAME, O_NONBLOCK);
+	e = errno;
+	EXPECT_EQ(-1, ret) TH_LOG("the module unloaded under an attached socket");
+	EXPECT_TRUE(e == EBUSY || e == EWOULDBLOCK) TH_LOG("%s", strerror(e));
+	ASSERT_EQ(0, oss_attach(s));
+	ASSERT_EQ(0, oss_install(s, OSSUARY_TX, secret, 0));
+	ASSERT_EQ(0, oss_install(s, OSSUARY_RX, secret, 0));
+	close(c);
+	ret = syscall(SYS_delete_module, OSS_ULP_NAME, O_NONBLOCK);
+	e = errno;
+	EXPECT_EQ(-1, ret) TH_LOG("the module unloaded under a socket with keys");
+	EXPECT_TRUE(e == EBUSY || e == EWOULDBLOCK) TH_LOG("%s", strerror(e));
+	EXPECT_EQ(1, oss_ulp_listed());
+	close(s);
 }
 
 TEST_HARNESS_MAIN

@@ -20,11 +20,18 @@
  */
 #define SOL_OSSUARY		0x4f53
 
-/* setsockopt/getsockopt option names at SOL_OSSUARY */
-#define OSSUARY_TX		1	/* struct ossuary_crypto_info in, struct ossuary_dir_state out */
-#define OSSUARY_RX		2	/* as OSSUARY_TX, for the receive direction */
-#define OSSUARY_KEY_UPDATE	3	/* set only: int, 0 or 1 = ask the peer to update too */
-#define OSSUARY_REKEY_RECORDS	4	/* u64: records sealed per TX key before an automatic update */
+/*
+ * setsockopt/getsockopt option names at SOL_OSSUARY:
+ *  OSSUARY_TX, OSSUARY_RX  set: struct ossuary_crypto_info;
+ *                          get: struct ossuary_dir_state
+ *  OSSUARY_KEY_UPDATE      set only: int, 1 asks the peer to update too
+ *  OSSUARY_REKEY_RECORDS   u64: records sealed per TX key before an
+ *                          automatic key update
+ */
+#define OSSUARY_TX		1
+#define OSSUARY_RX		2
+#define OSSUARY_KEY_UPDATE	3
+#define OSSUARY_REKEY_RECORDS	4
 
 /* cmsg types at level SOL_OSSUARY (as kTLS's TLS_{SET,GET}_RECORD_TYPE) */
 #define OSSUARY_SET_RECORD_TYPE	1

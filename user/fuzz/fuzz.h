@@ -313,4 +313,33 @@ static FUZZ_UNUSED void fuzz_same_result(const struct fuzz_result *x, const stru
 	}
 }
 
+static FUZZ_UNUSED void fuzz_feed(struct fuzz_app *a, const uint8_t *data,
+				  size_t size, int bytewise)
+{
+	if (bytewise)
+		fuzz_feed_bytewise(a, data, size);
+	else
+		fuzz_feed_whole(a, data, size);
+}
+
+/*
+ * The parser targets' entry point: run() one input in one piece and
+ * again byte by byte; a split must never change the outcome.
+ */
+typedef void (*fuzz_run_fn)(const uint8_t *data, size_t size, int bytewise,
+			    struct fuzz_result *r);
+
+static FUZZ_UNUSED int fuzz_whole_vs_bytewise(const uint8_t *data, size_t size,
+					      fuzz_run_fn run)
+{
+	struct fuzz_result whole, bytewise;
+
+	if (size > 4 * OSSUARY_MAX_RECORD)
+		return -1;	/* longer streams add time, not coverage */
+	run(data, size, 0, &whole);
+	run(data, size, 1, &bytewise);
+	fuzz_same_result(&whole, &bytewise);
+	return 0;
+}
+
 #endif /* OSSUARY_FUZZ_H */

@@ -51,10 +51,7 @@ static void run(const uint8_t *data, size_t size, int bytewise, struct fuzz_resu
 	OssuaryConnection *cl, *sv = server_waiting_for_auth(&cl);
 
 	fuzz_app_init(&app, sv, 1);
-	if (bytewise)
-		fuzz_feed_bytewise(&app, data, size);
-	else
-		fuzz_feed_whole(&app, data, size);
+	fuzz_feed(&app, data, size, bytewise);
 	*r = app.r;
 	ossuary_destroy_connection(&sv);
 	ossuary_destroy_connection(&cl);
@@ -62,12 +59,5 @@ static void run(const uint8_t *data, size_t size, int bytewise, struct fuzz_resu
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct fuzz_result whole, bytewise;
-
-	if (size > 4 * OSSUARY_MAX_RECORD)
-		return -1;
-	run(data, size, 0, &whole);
-	run(data, size, 1, &bytewise);
-	fuzz_same_result(&whole, &bytewise);
-	return 0;
+	return fuzz_whole_vs_bytewise(data, size, run);
 }

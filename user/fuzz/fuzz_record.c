@@ -31,26 +31,20 @@ static OssuaryConnection *established_client(OssuaryConnection **sv)
 	return cl;
 }
 
+static void run(const uint8_t *data, size_t size, int bytewise,
+		struct fuzz_result *r)
+{
+	struct fuzz_app app;
+	OssuaryConnection *sv, *cl = established_client(&sv);
+
+	fuzz_app_init(&app, cl, 1);
+	fuzz_feed(&app, data, size, bytewise);
+	*r = app.r;
+	ossuary_destroy_connection(&cl);
+	ossuary_destroy_connection(&sv);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct fuzz_app whole, bytewise;
-	OssuaryConnection *cl, *sv;
-
-	if (size > 4 * OSSUARY_MAX_RECORD)
-		return -1;	/* longer streams add time, not coverage */
-
-	cl = established_client(&sv);
-	fuzz_app_init(&whole, cl, 1);
-	fuzz_feed_whole(&whole, data, size);
-	ossuary_destroy_connection(&cl);
-	ossuary_destroy_connection(&sv);
-
-	cl = established_client(&sv);
-	fuzz_app_init(&bytewise, cl, 1);
-	fuzz_feed_bytewise(&bytewise, data, size);
-	ossuary_destroy_connection(&cl);
-	ossuary_destroy_connection(&sv);
-
-	fuzz_same_result(&whole.r, &bytewise.r);
-	return 0;
+	return fuzz_whole_vs_bytewise(data, size, run);
 }

@@ -243,6 +243,58 @@ int ossuary_crypt(struct ossuary_keys *k, bool enc, struct scatterlist *src,
 }
 EXPORT_SYMBOL_IF_KUNIT(ossuary_crypt);
 
+/* Add image bytes [from, to) to sg at entry n; returns the next entry. */
+static unsigned int ossuary_sg_image(struct ossuary_buf *b, u32 from, u32 to,
+				     struct scatterlist *sg, unsigned int n)
+{
+	while (from < to) {
+		u32 poff = offset_in_page(from);
+		u32 chunk = min_t(u32, to - from, PAGE_SIZE - poff);
+
+		sg_set_page(&sg[n++], b->pages[from / PAGE_SIZE], chunk, poff);
+		from += chunk;
+	}
+	return n;
+}
+
+/*
+ * Seal a DATA or control record whose header is at offset 0 of image b
+ * and whose plaintext byte p is at image offset OSSUARY_HEADER_LEN + p,
+ * except where one of the frags (sorted by pos) covers it: those bytes
+ * are read from the frag's page.  Ciphertext and tag land in the image,
+ * which must have pages for the whole record.  Copied bytes sit at the
+ * same place in source and destination, so they are sealed in place;
+ * lent bytes are read once, by the AEAD, and never copied.
+ */
+int ossuary_seal(struct ossuary_keys *k, struct ossuary_buf *b,
+		 const struct ossuary_tx_frag *frags, u32 nfrags, u32 plen,
+		 u64 seq)
+{
+	struct scatterlist src[OSSUARY_TX_SRC_SG];
+	struct scatterlist dst[OSSUARY_REC_SG];
+	unsigned int n = 0;
+	u32 i, at = 0;
+
+	if (WARN_ON_ONCE(nfrags > OSSUARY_TX_FRAGS))
+		return -EINVAL;
+	ossuary_buf_sg(b, OSSUARY_HEADER_LEN + plen + OSSUARY_TAG_LEN, dst);
+	if (!nfrags)
+		return ossuary_crypt(k, true, dst, dst, plen, seq);
+
+	sg_init_table(src, ARRAY_SIZE(src));
+	for (i = 0; i < nfrags; i++) {
+		const struct ossuary_tx_frag *f = &frags[i];
+
+		n = ossuary_sg_image(b, at, OSSUARY_HEADER_LEN + f->pos, src, n);
+		sg_set_page(&src[n++], f->page, f->len, f->off);
+		at = OSSUARY_HEADER_LEN + f->pos + f->len;
+	}
+	n = ossuary_sg_image(b, at, OSSUARY_HEADER_LEN + plen, src, n);
+	sg_mark_end(&src[n - 1]);
+	return ossuary_crypt(k, true, src, dst, plen, seq);
+}
+EXPORT_SYMBOL_IF_KUNIT(ossuary_seal);
+
 /* Make sure pages back bytes [0, len) of the record image. */
 int ossuary_buf_alloc(struct ossuary_buf *b, unsigned int len, gfp_t gfp)
 {

@@ -212,12 +212,13 @@ static void ossuary_close(struct sock *sk, long timeout)
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
 	struct proto *base = ctx->sk_proto;
 
-	/* Keep tx_work from being queued again, then wait it out: it
-	 * takes the socket lock, which we are about to take.
+	/* Keep tx_work from being queued again, then wait both works out:
+	 * they take the socket lock, which we are about to take.
 	 */
-	set_bit(OSSUARY_TX_CLOSING, &ctx->tx_flags);
+	set_bit(OSSUARY_CLOSING, &ctx->tx_flags);
 	set_bit(OSSUARY_TX_SCHEDULED, &ctx->tx_flags);
 	cancel_work_sync(&ctx->tx_work);
+	cancel_work_sync(&ctx->rx_work);
 
 	mutex_lock(&ctx->tx_lock);
 	lock_sock(sk);
@@ -241,11 +242,12 @@ static void ossuary_close(struct sock *sk, long timeout)
 	mutex_unlock(&ctx->tx_lock);
 	mutex_destroy(&ctx->tx_lock);
 
-	/* write_space may have queued tx_work before we took the lock;
-	 * with TX_CLOSING set it does nothing, but it must be gone before
-	 * the context is.
+	/* write_space and data_ready may have queued work before the
+	 * hooks were restored; with OSSUARY_CLOSING set it does nothing,
+	 * but it must be gone before the context is.
 	 */
 	cancel_work_sync(&ctx->tx_work);
+	cancel_work_sync(&ctx->rx_work);
 	base->close(sk, timeout);
 	call_rcu(&ctx->rcu, ossuary_ctx_free_rcu);
 }
@@ -315,12 +317,9 @@ static void ossuary_build_protos(int ip, const struct proto *base,
 	ossuary_proto_ops[ip] = *base_ops;
 	ossuary_proto_ops[ip].poll = ossuary_poll;
 	ossuary_proto_ops[ip].shutdown = ossuary_shutdown;
-	/*
-	 * These read or map TCP's payload directly and would bypass the
-	 * record layer.  Without splice_read, splice() from the socket
-	 * falls back to copy_splice_read(), i.e. to our recvmsg.
-	 */
-	ossuary_proto_ops[ip].splice_read = NULL;
+	/* splice() from the socket lends opened record pages to the pipe */
+	ossuary_proto_ops[ip].splice_read = ossuary_splice_read;
+	/* These read or map TCP's payload directly: no record layer. */
 	ossuary_proto_ops[ip].read_sock = NULL;
 	ossuary_proto_ops[ip].read_skb = NULL;
 	ossuary_proto_ops[ip].mmap = NULL;
@@ -367,6 +366,7 @@ static int ossuary_init(struct sock *sk)
 	ctx->sk = sk;
 	ctx->sk_proto = READ_ONCE(sk->sk_prot);
 	ossuary_tx_init(ctx);
+	ossuary_rx_init(ctx);
 
 	write_lock_bh(&sk->sk_callback_lock);
 	rcu_assign_pointer(icsk->icsk_ulp_data, ctx);

@@ -46,19 +46,47 @@ struct ossuary_keys {
 	u64 generation;
 };
 
-/* A TX record: open (plaintext being gathered) or sealed and queued. */
+/*
+ * Plaintext an open record refers to instead of holding: part of a page
+ * that sendfile() or splice() lent us (MSG_SPLICE_PAGES).  The AEAD
+ * reads it where it is when the record is sealed.
+ */
+struct ossuary_tx_frag {
+	struct page *page;	/* we hold a reference */
+	u32 off;		/* in page */
+	u32 len;
+	u32 pos;		/* plaintext offset in the record */
+};
+
+/*
+ * Page-sized frags fill a record with five; the rest is slack for
+ * splices that do not start on a page boundary.  A record whose table
+ * is full is sealed early, which is legal, only shorter.
+ */
+#define OSSUARY_TX_FRAGS	8
+/* Source scatterlist of a sealing: frags and the image around them. */
+#define OSSUARY_TX_SRC_SG	(2 * OSSUARY_TX_FRAGS + OSSUARY_REC_PAGES + 1)
+
+/*
+ * A TX record: open (plaintext being gathered) or sealed and queued.
+ * Plaintext byte p is at image offset OSSUARY_HEADER_LEN + p, unless a
+ * frag covers p: copied bytes are put in place in the image, lent
+ * pages are sealed from where they are straight into it.
+ */
 struct ossuary_tx_rec {
 	struct list_head list;
 	struct ossuary_buf buf;
-	u32 plen;	/* plaintext bytes at offset OSSUARY_HEADER_LEN */
+	u32 plen;	/* plaintext bytes */
 	u32 len;	/* sealed: bytes on the wire */
 	u32 sent;	/* sealed: bytes already handed to TCP */
+	u32 nfrags;
+	struct ossuary_tx_frag frags[OSSUARY_TX_FRAGS];
 };
 
 /* ossuary_ctx.tx_flags bits */
 enum {
 	OSSUARY_TX_SCHEDULED,	/* tx_work queued or must not be queued */
-	OSSUARY_TX_CLOSING,	/* close() started: tx_work stays idle */
+	OSSUARY_CLOSING,	/* close() started: tx_work, rx_work stay idle */
 };
 
 struct ossuary_ctx {
@@ -86,6 +114,7 @@ struct ossuary_ctx {
 	struct list_head tx_queue;	/* sealed, not fully in TCP yet */
 	bool tx_queued;			/* !list_empty(tx_queue), for softirq */
 	bool tx_fail_pending;		/* RX failed: DISCONNECT(1) is due */
+	bool tx_update_pending;		/* peer sent KEY_UPDATE(1): ours due */
 	unsigned long tx_flags;
 	struct work_struct tx_work;
 
@@ -97,15 +126,22 @@ struct ossuary_ctx {
 	 */
 	bool rx_installed;
 	struct ossuary_keys rx;
-	struct ossuary_buf rxb;		/* the record being framed/opened */
+	/*
+	 * The record being framed/opened.  Its pages are allocated as bytes
+	 * arrive (an idle socket holds none) and replaced after splice()
+	 * lent them to a pipe (rx_lent).
+	 */
+	struct ossuary_buf rxb;
+	bool rx_lent;
+	struct work_struct rx_work;	/* framing when softirq had no memory */
 	u32 rx_have;			/* bytes of it gathered */
 	u32 rx_need;			/* header, then header + body */
 	u8 rx_type;
-	bool rx_ready;			/* a whole sealed record is in rxb */
+	bool rx_ready;			/* a whole sealed DATA record is in rxb */
 	bool rx_open;			/* rxb holds opened DATA, rx_off.. */
 	u32 rx_off;
 	u32 rx_plen;
-	bool rx_avail;			/* rx_ready || rx_open, for poll */
+	bool rx_avail;			/* plaintext to deliver, for poll */
 	bool rx_eof;			/* DISCONNECT(0) opened */
 	bool rx_eof_read;		/* ... and a read returned 0 for it */
 	int rx_err;			/* latched positive errno */
@@ -138,6 +174,9 @@ void ossuary_keys_free(struct ossuary_keys *k);
 int ossuary_keys_ratchet(struct ossuary_keys *k);
 int ossuary_crypt(struct ossuary_keys *k, bool enc, struct scatterlist *src,
 		  struct scatterlist *dst, unsigned int cryptlen, u64 seq);
+int ossuary_seal(struct ossuary_keys *k, struct ossuary_buf *b,
+		 const struct ossuary_tx_frag *frags, u32 nfrags, u32 plen,
+		 u64 seq);
 int ossuary_buf_alloc(struct ossuary_buf *b, unsigned int len, gfp_t gfp);
 void ossuary_buf_free(struct ossuary_buf *b);
 unsigned int ossuary_buf_sg(struct ossuary_buf *b, unsigned int len,
@@ -164,13 +203,18 @@ void ossuary_tx_flush_on_close(struct sock *sk, struct ossuary_ctx *ctx,
 			       long timeout);
 void ossuary_write_space(struct sock *sk);
 void ossuary_tx_schedule_fail(struct sock *sk, struct ossuary_ctx *ctx);
+void ossuary_tx_schedule_key_update(struct ossuary_ctx *ctx);
 
 /* rx.c */
+void ossuary_rx_init(struct ossuary_ctx *ctx);
 int ossuary_rx_install(struct sock *sk, struct ossuary_ctx *ctx,
 		       const struct ossuary_crypto_info *ci);
 void ossuary_rx_release(struct sock *sk, struct ossuary_ctx *ctx);
 int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		    int flags, int *addr_len);
+ssize_t ossuary_splice_read(struct socket *sock, loff_t *ppos,
+			    struct pipe_inode_info *pipe, size_t len,
+			    unsigned int flags);
 bool ossuary_rx_readable(struct sock *sk, struct ossuary_ctx *ctx);
 void ossuary_data_ready(struct sock *sk);
 
@@ -187,6 +231,11 @@ enum ossuary_mib {
 	OSSUARY_MIB_TRUNCATED,
 	OSSUARY_MIB_KEY_UPDATE_TX,
 	OSSUARY_MIB_KEY_UPDATE_RX,
+	OSSUARY_MIB_TX_COPIED,
+	OSSUARY_MIB_TX_ZEROCOPY,
+	OSSUARY_MIB_RX_DIRECT,
+	OSSUARY_MIB_RX_BUFFERED,
+	OSSUARY_MIB_RX_SPLICED,
 	OSSUARY_MIB_MAX
 };
 

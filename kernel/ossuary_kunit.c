@@ -439,6 +439,120 @@ static void ossuary_test_seal_pages(struct kunit *test)
 	ossuary_buf_free(&b);
 }
 
+/*
+ * Cuts of the largest record's plaintext into pieces that alternate
+ * between the image (copied bytes) and pages of their own (bytes lent
+ * by sendfile), at most OSSUARY_TX_FRAGS lent pieces of at most a page.
+ */
+static const struct {
+	u32 first, stride;
+} lent_cuts[] = {
+	{ 1, 4095 }, { 4092, 4096 }, { 3, 1100 }, { 4096, 4096 },
+	{ 17, 2049 }, { 0, 1024 }, { 5, 1200 },
+};
+
+/*
+ * Sealing straight from lent pages gives exactly the vector's bytes
+ * wherever the pieces are cut and however they sit in their pages, and
+ * leaves the lent pages as they were: the AEAD only reads them.
+ */
+static void ossuary_test_seal_lent(struct kunit *test)
+{
+	const u32 plen = OSSUARY_MAX_PLAINTEXT;
+	const u32 len = OSSUARY_REC_MAX;
+	struct ossuary_tx_frag frags[OSSUARY_TX_FRAGS];
+	struct page *lent[OSSUARY_TX_FRAGS] = {};
+	u8 secret[OSSUARY_SECRET_LEN], digest[SHA256_DIGEST_SIZE];
+	u8 want[SHA256_DIGEST_SIZE], hdr[OSSUARY_HEADER_LEN];
+	struct ossuary_buf b = {};
+	struct ossuary_keys k;
+	int i, c, parity;
+	u8 *pat, *out;
+
+	unhex(test, vec_secret, secret, sizeof(secret));
+	unhex(test, vec_large[2].sha256, want, sizeof(want));
+	pat = kunit_kmalloc(test, plen, GFP_KERNEL);
+	out = kunit_kmalloc(test, len, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, pat);
+	KUNIT_ASSERT_NOT_NULL(test, out);
+	fill_pattern(pat, plen);
+	ossuary_hdr_build(hdr, OSSUARY_RECORD_DATA, OSSUARY_MAX_BODY);
+	for (i = 0; i < OSSUARY_TX_FRAGS; i++) {
+		lent[i] = alloc_page(GFP_KERNEL);
+		KUNIT_ASSERT_NOT_NULL(test, lent[i]);
+	}
+	KUNIT_ASSERT_EQ(test, ossuary_buf_alloc(&b, len, GFP_KERNEL), 0);
+	KUNIT_ASSERT_EQ(test, ossuary_keys_init(&k, secret, 0), 0);
+
+	for (c = 0; c < ARRAY_SIZE(lent_cuts); c++) {
+		for (parity = 0; parity < 2; parity++) {
+			u32 off = 0, nf = 0, idx = 0;
+
+			/* lent bytes must come from the frags, not from here */
+			for (i = 0; i < OSSUARY_REC_PAGES; i++)
+				memset(page_address(b.pages[i]), 0xa5,
+				       PAGE_SIZE);
+			ossuary_buf_write(&b, 0, hdr, sizeof(hdr));
+			while (off < plen) {
+				u32 piece = (idx == 0 && lent_cuts[c].first) ?
+					    lent_cuts[c].first :
+					    lent_cuts[c].stride;
+
+				piece = min(piece, plen - off);
+				if (idx++ % 2 == parity) {
+					struct ossuary_tx_frag *f;
+					u32 poff = PAGE_SIZE - piece;
+
+					KUNIT_ASSERT_LT(test, nf,
+							(u32)OSSUARY_TX_FRAGS);
+					/* odd ones mid-page, at odd offsets */
+					if (nf & 1)
+						poff = (poff / 2) | 1;
+					if (poff + piece > PAGE_SIZE)
+						poff = PAGE_SIZE - piece;
+					f = &frags[nf];
+					memset(page_address(lent[nf]), 0x5a,
+					       PAGE_SIZE);
+					memcpy(page_address(lent[nf]) + poff,
+					       pat + off, piece);
+					f->page = lent[nf++];
+					f->off = poff;
+					f->len = piece;
+					f->pos = off;
+				} else {
+					ossuary_buf_write(&b,
+							  OSSUARY_HEADER_LEN +
+							  off, pat + off,
+							  piece);
+				}
+				off += piece;
+			}
+			KUNIT_ASSERT_EQ(test, ossuary_seal(&k, &b, frags, nf,
+							   plen,
+							   vec_large[2].seq),
+					0);
+			ossuary_buf_read(&b, 0, out, len);
+			sha256(out, len, digest);
+			KUNIT_EXPECT_MEMEQ_MSG(test, digest, want,
+					       sizeof(want),
+					       "cut %u/%u parity %d, %u lent",
+					       lent_cuts[c].first,
+					       lent_cuts[c].stride, parity, nf);
+			for (i = 0; i < nf; i++)
+				KUNIT_EXPECT_MEMEQ(test,
+						   page_address(frags[i].page) +
+						   frags[i].off,
+						   pat + frags[i].pos,
+						   frags[i].len);
+			cond_resched();
+		}
+	}
+	ossuary_keys_free(&k);
+	ossuary_buf_free(&b);
+	for (i = 0; i < OSSUARY_TX_FRAGS; i++)
+		__free_page(lent[i]);
+}
+
 static struct kunit_case ossuary_test_cases[] = {
 	KUNIT_CASE(ossuary_test_header),
 	KUNIT_CASE(ossuary_test_nonce),
@@ -446,6 +560,7 @@ static struct kunit_case ossuary_test_cases[] = {
 	KUNIT_CASE(ossuary_test_seal_small),
 	KUNIT_CASE(ossuary_test_seal_split),
 	KUNIT_CASE(ossuary_test_seal_pages),
+	KUNIT_CASE(ossuary_test_seal_lent),
 	{}
 };
 

@@ -4,18 +4,24 @@
  * and deliver the plaintext.
  *
  * Framing is done by a tcp_read_sock() actor that gathers one record
- * into ctx->rxb, a set of order-0 pages.  It runs from sk_data_ready
- * (softirq, bh socket lock) as data arrives, and from recvmsg (owner
- * of the socket lock) when the reader has consumed the previous record,
- * so both contexts are serialised by the socket lock.  The header is
- * checked as soon as its four bytes are in, before any body byte is
- * taken; a bad one latches EPROTO.  While a whole record sits in rxb
- * nothing more is taken from TCP, so TCP's receive window is the
- * backpressure, as for a plain TCP reader.
+ * into ctx->rxb, a set of order-0 pages allocated as bytes arrive.  It
+ * runs from sk_data_ready (softirq, bh socket lock) as data arrives,
+ * and from recvmsg (owner of the socket lock) when the reader has
+ * consumed the previous record, so both contexts are serialised by the
+ * socket lock.  The header is checked as soon as its four bytes are in,
+ * before any body byte is taken; a bad one latches EPROTO.  While a
+ * whole record sits in rxb nothing more is taken from TCP, so TCP's
+ * receive window is the backpressure, as for a plain TCP reader.
  *
- * Opening happens in process context only (recvmsg), in place, under
- * the socket lock.  poll() reports EPOLLIN only when a whole record,
- * an error or the end of the stream is there.
+ * Control records (KEY_UPDATE, DISCONNECT, RESET) and empty DATA
+ * records carry at most one byte: they are opened as soon as they are
+ * framed, in whatever context that is, so a key update never waits
+ * for a reader and poll() reports EPOLLIN only for plaintext to read,
+ * an error or the end of the stream.  DATA records are opened in
+ * process context: straight into the reader's buffer when all of the
+ * plaintext fits there (OssuaryRxDirectRecords), otherwise in place in
+ * rxb and copied out (OssuaryRxBufferedRecords); splice() lends the
+ * opened pages to the pipe instead of copying them.
  *
  * Errors (all latched: every later read returns the same one):
  *   EBADMSG     a record failed to open; nothing of it is delivered
@@ -31,6 +37,8 @@
 #include <linux/uio.h>
 #include <linux/sched/signal.h>
 #include <linux/wait.h>
+#include <linux/splice.h>
+#include <linux/pipe_fs_i.h>
 #include <net/sock.h>
 #include <net/tcp.h>
 
@@ -40,8 +48,27 @@
 #define OSSUARY_RX_FLAGS (MSG_PEEK | MSG_WAITALL | MSG_DONTWAIT | \
 			  MSG_NOSIGNAL | MSG_CMSG_COMPAT | MSG_CMSG_CLOEXEC)
 
+/*
+ * Reader's pages one record may be opened into: a contiguous buffer
+ * needs at most OSSUARY_REC_PAGES; more scattered ones are opened in
+ * place and copied.  One more entry stands for the AAD.
+ */
+#define OSSUARY_RX_DIRECT_SG	(4 * OSSUARY_REC_PAGES + 1)
+
+/* What the framing actor works with. */
+struct ossuary_pull {
+	struct ossuary_ctx *ctx;
+	gfp_t gfp;
+	bool nomem;
+};
+
 static void ossuary_rx_next(struct ossuary_ctx *ctx)
 {
+	/* a pipe still reads the pages splice() lent: take fresh ones */
+	if (ctx->rx_lent) {
+		ossuary_buf_free(&ctx->rxb);
+		ctx->rx_lent = false;
+	}
 	ctx->rx_have = 0;
 	ctx->rx_need = OSSUARY_HEADER_LEN;
 	ctx->rx_ready = false;
@@ -72,7 +99,8 @@ static void ossuary_rx_error(struct sock *sk, struct ossuary_ctx *ctx,
 static int ossuary_rx_actor(read_descriptor_t *desc, struct sk_buff *skb,
 			    unsigned int offset, size_t len)
 {
-	struct ossuary_ctx *ctx = desc->arg.data;
+	struct ossuary_pull *pull = desc->arg.data;
+	struct ossuary_ctx *ctx = pull->ctx;
 	u32 n, done = 0;
 
 	if (!desc->count || ctx->rx_err || ctx->rx_ready)
@@ -88,6 +116,12 @@ static int ossuary_rx_actor(read_descriptor_t *desc, struct sk_buff *skb,
 		return 0;
 	}
 	n = min_t(size_t, len, ctx->rx_need - ctx->rx_have);
+	if (ossuary_buf_alloc(&ctx->rxb, ctx->rx_have + n, pull->gfp)) {
+		/* the bytes stay in TCP until there is memory */
+		pull->nomem = true;
+		desc->count = 0;
+		return 0;
+	}
 	while (done < n) {
 		u32 off = ctx->rx_have + done;
 		u32 poff = offset_in_page(off);
@@ -121,23 +155,44 @@ static int ossuary_rx_actor(read_descriptor_t *desc, struct sk_buff *skb,
 	}
 	if (ctx->rx_have == ctx->rx_need) {
 		ctx->rx_ready = true;
-		WRITE_ONCE(ctx->rx_avail, true);
 		desc->count = 0;
 	}
 	return done;
 }
 
-/* Socket lock held (as owner or bh): take the next record from TCP. */
-static void ossuary_rx_pull(struct sock *sk, struct ossuary_ctx *ctx)
+static void ossuary_rx_open_small(struct sock *sk, struct ossuary_ctx *ctx);
+
+/*
+ * Socket lock held (as owner or bh): frame records from TCP, opening
+ * the one-byte ones on the spot, until a DATA record with plaintext is
+ * ready, TCP has nothing more, or an error.
+ */
+static void ossuary_rx_process(struct sock *sk, struct ossuary_ctx *ctx,
+			       gfp_t gfp)
 {
+	struct ossuary_pull pull = {
+		.ctx = ctx,
+		.gfp = gfp,
+	};
 	read_descriptor_t desc = {
-		.arg.data = ctx,
-		.count = 1,
+		.arg.data = &pull,
 	};
 
-	if (ctx->rx_err || ctx->rx_ready || ctx->rx_open)
-		return;
-	tcp_read_sock(sk, &desc, ossuary_rx_actor);
+	while (!ctx->rx_err && !ctx->rx_ready && !ctx->rx_open) {
+		desc.count = 1;
+		tcp_read_sock(sk, &desc, ossuary_rx_actor);
+		if (!ctx->rx_ready)
+			break;
+		if (ctx->rx_type == OSSUARY_RECORD_DATA &&
+		    ctx->rx_need > OSSUARY_HEADER_LEN + OSSUARY_TAG_LEN) {
+			WRITE_ONCE(ctx->rx_avail, true);
+			break;
+		}
+		ossuary_rx_open_small(sk, ctx);
+	}
+	/* atomic context had no page: process context will retry */
+	if (pull.nomem && !gfpflags_allow_blocking(gfp))
+		schedule_work(&ctx->rx_work);
 }
 
 bool ossuary_rx_readable(struct sock *sk, struct ossuary_ctx *ctx)
@@ -152,26 +207,30 @@ void ossuary_data_ready(struct sock *sk)
 {
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
 
-	ossuary_rx_pull(sk, ctx);
+	ossuary_rx_process(sk, ctx, GFP_ATOMIC | __GFP_NOWARN);
 	/* wake readers and pollers only for something they can read */
 	if (ossuary_rx_readable(sk, ctx))
 		ctx->saved_data_ready(sk);
 }
 
-/* Open the record in rxb and act on it.  Process context, socket lock. */
-static int ossuary_rx_open(struct sock *sk, struct ossuary_ctx *ctx)
+/*
+ * Open the whole sealed record in rxb: into dst when given (its first
+ * entry stands for the AAD, which the AEAD reads from the source only),
+ * else in place.  Any context, socket lock held.
+ */
+static int ossuary_rx_decrypt(struct sock *sk, struct ossuary_ctx *ctx,
+			      struct scatterlist *dst)
 {
 	struct scatterlist sg[OSSUARY_REC_SG];
 	u32 blen = ctx->rx_need - OSSUARY_HEADER_LEN;
-	u32 plen = blen - OSSUARY_TAG_LEN;
 	int err = -EBADMSG;
-	u8 val = 0;
 
 	ctx->rx_ready = false;
+	WRITE_ONCE(ctx->rx_avail, false);
 	/* seq 2^64 - 1 is never sealed: refuse it as a failed open */
 	if (ctx->rx.seq <= OSSUARY_SEQ_LAST) {
 		ossuary_buf_sg(&ctx->rxb, ctx->rx_need, sg);
-		err = ossuary_crypt(&ctx->rx, false, sg, sg, blen,
+		err = ossuary_crypt(&ctx->rx, false, sg, dst ? dst : sg, blen,
 				    ctx->rx.seq);
 	}
 	if (err) {
@@ -181,63 +240,134 @@ static int ossuary_rx_open(struct sock *sk, struct ossuary_ctx *ctx)
 	}
 	ctx->rx.seq++;
 	ossuary_stat_add(sk, OSSUARY_MIB_OPENED, 1);
+	return 0;
+}
 
-	if (ctx->rx_type == OSSUARY_RECORD_DATA) {
-		if (!plen) {
-			/* valid, and delivers nothing */
-			ossuary_rx_next(ctx);
-			return 0;
-		}
-		ctx->rx_open = true;
-		ctx->rx_off = 0;
-		ctx->rx_plen = plen;
-		return 0;
-	}
+/* A control record or an empty DATA record: open it and act on it. */
+static void ossuary_rx_open_small(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	u8 type = ctx->rx_type;
+	u8 val = 0;
+	int err;
 
-	ossuary_buf_read(&ctx->rxb, OSSUARY_HEADER_LEN, &val, 1);
+	if (ossuary_rx_decrypt(sk, ctx, NULL))
+		return;
+	if (type != OSSUARY_RECORD_DATA)
+		ossuary_buf_read(&ctx->rxb, OSSUARY_HEADER_LEN, &val, 1);
 	ossuary_rx_next(ctx);
-	switch (ctx->rx_type) {
+	switch (type) {
+	case OSSUARY_RECORD_DATA:
+		/* valid, and delivers nothing */
+		return;
 	case OSSUARY_RECORD_KEY_UPDATE:
 		if (val > 1) {
 			ossuary_rx_error(sk, ctx, EPROTO,
 					 OSSUARY_MIB_PROTO_ERR, true);
-			return -EPROTO;
+			return;
 		}
 		/* every later record from the peer uses the next secret */
 		err = ossuary_keys_ratchet(&ctx->rx);
 		if (err) {
 			ossuary_rx_error(sk, ctx, -err, -1, true);
-			return err;
+			return;
 		}
 		ossuary_stat_add(sk, OSSUARY_MIB_KEY_UPDATE_RX, 1);
-		/* KEY_UPDATE(1): ours must be the very next record we seal */
-		if (val == 1 && ctx->tx_installed && !ctx->tx_closed &&
-		    !ctx->tx_err && !ossuary_tx_key_update(sk, ctx, 0))
-			ossuary_tx_schedule(ctx);
-		return 0;
+		/* KEY_UPDATE(1): the peer asks us to update ours too */
+		if (val == 1 && ctx->tx_installed)
+			ossuary_tx_schedule_key_update(ctx);
+		return;
 	case OSSUARY_RECORD_DISCONNECT:
 		if (!val) {
 			WRITE_ONCE(ctx->rx_eof, true);
-			return 0;
+			return;
 		}
 		/* an error close: the reader sees a reset */
 		ctx->rx_reason = val;
 		ctx->rx_reason_pending = true;
 		ossuary_rx_error(sk, ctx, ECONNRESET, -1, false);
-		return 0;
+		return;
 	case OSSUARY_RECORD_RESET:
 		if (val) {
 			ossuary_rx_error(sk, ctx, EPROTO,
 					 OSSUARY_MIB_PROTO_ERR, true);
-			return -EPROTO;
+			return;
 		}
 		/* no re-handshake on this stream: DISCONNECT(1), reset */
 		ossuary_rx_error(sk, ctx, ECONNRESET, -1, true);
-		return 0;
+		return;
 	}
 	/* ossuary_hdr_check() let nothing else through */
 	WARN_ON_ONCE(1);
-	return -EPROTO;
+}
+
+/* Open the ready DATA record in place, to be copied or lent from rxb. */
+static int ossuary_rx_open_buffered(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	u32 plen = ctx->rx_need - OSSUARY_HEADER_LEN - OSSUARY_TAG_LEN;
+
+	if (ossuary_rx_decrypt(sk, ctx, NULL))
+		return -EBADMSG;
+	ctx->rx_open = true;
+	ctx->rx_off = 0;
+	ctx->rx_plen = plen;
+	WRITE_ONCE(ctx->rx_avail, true);
+	ossuary_stat_add(sk, OSSUARY_MIB_RX_BUFFERED, 1);
+	return 0;
+}
+
+static void ossuary_rx_unpin(struct iov_iter *it, struct sg_table *t)
+{
+	unsigned int i;
+
+	/* entry 0 is rxb's header page, never pinned */
+	if (!iov_iter_extract_will_pin(it))
+		return;
+	for (i = 1; i < t->nents; i++) {
+		struct page *page = sg_page(&t->sgl[i]);
+
+		unpin_user_pages_dirty_lock(&page, 1, true);
+	}
+}
+
+/*
+ * Open the ready DATA record straight into the reader's buffer, which
+ * has room for all plen bytes of it: the AEAD writes the plaintext
+ * there and no copy follows.  Returns plen, 0 when the buffer is too
+ * scattered to describe (the caller opens in place instead), or
+ * -EBADMSG, with whatever the failed open wrote to the buffer wiped.
+ */
+static int ossuary_rx_open_direct(struct sock *sk, struct ossuary_ctx *ctx,
+				  struct msghdr *msg, u32 plen)
+{
+	struct scatterlist sg[OSSUARY_RX_DIRECT_SG];
+	struct sg_table t = { .sgl = sg, .nents = 1, .orig_nents = 1 };
+	struct iov_iter *it = &msg->msg_iter;
+	size_t before = iov_iter_count(it);
+	ssize_t got;
+	int err;
+
+	sg_init_table(sg, ARRAY_SIZE(sg));
+	sg_set_page(&sg[0], ctx->rxb.pages[0], OSSUARY_HEADER_LEN, 0);
+	got = extract_iter_to_sg(it, plen, &t, ARRAY_SIZE(sg) - 1, 0);
+	if (got != plen) {
+		if (got > 0)
+			ossuary_rx_unpin(it, &t);
+		iov_iter_revert(it, before - iov_iter_count(it));
+		return 0;
+	}
+	sg_mark_end(&sg[t.nents - 1]);
+	err = ossuary_rx_decrypt(sk, ctx, sg);
+	if (err) {
+		/* the plaintext was not authentic: leave none of it there */
+		iov_iter_revert(it, plen);
+		iov_iter_zero(plen, it);
+	}
+	ossuary_rx_unpin(it, &t);
+	if (err)
+		return err;
+	ossuary_stat_add(sk, OSSUARY_MIB_RX_DIRECT, 1);
+	ossuary_rx_next(ctx);
+	return plen;
 }
 
 static int ossuary_rx_copy(struct ossuary_ctx *ctx, struct msghdr *msg,
@@ -270,6 +400,46 @@ static void ossuary_rx_wait(struct sock *sk, struct ossuary_ctx *ctx,
 	remove_wait_queue(sk_sleep(sk), &wait);
 }
 
+/*
+ * Nothing to deliver and nothing delivered yet (socket locked): the
+ * end of the stream (0), an error (< 0), or wait and try again (1).
+ */
+static int ossuary_rx_idle(struct sock *sk, struct ossuary_ctx *ctx,
+			   long *timeo, bool peek)
+{
+	/* DISCONNECT(0): one end of file before anything after it */
+	if (ctx->rx_eof && !ctx->rx_eof_read) {
+		if (!peek)
+			ctx->rx_eof_read = true;
+		return 0;
+	}
+	if (ctx->rx_err)
+		return -ctx->rx_err;
+	if (ctx->rx_eof)
+		return 0;
+	if (sk->sk_err)
+		return sock_error(sk);
+	if (sk->sk_shutdown & RCV_SHUTDOWN) {
+		/* FIN, and no DISCONNECT(0) before it */
+		ossuary_rx_error(sk, ctx, EPIPE, OSSUARY_MIB_TRUNCATED, false);
+		return -EPIPE;
+	}
+	if (!*timeo)
+		return -EAGAIN;
+	if (signal_pending(current))
+		return sock_intr_errno(*timeo);
+	ossuary_rx_wait(sk, ctx, timeo);
+	return 1;
+}
+
+static void ossuary_rx_put_type(struct msghdr *msg, u8 type, bool *typed)
+{
+	if (!*typed && msg->msg_controllen)
+		put_cmsg(msg, SOL_OSSUARY, OSSUARY_GET_RECORD_TYPE,
+			 sizeof(type), &type);
+	*typed = true;
+}
+
 int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		    int flags, int *addr_len)
 {
@@ -296,18 +466,33 @@ int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 	target = sock_rcvlowat(sk, flags & MSG_WAITALL, len);
 
 	while (copied < len) {
+		int ret;
+
+		ossuary_rx_process(sk, ctx, sk->sk_allocation);
+		if (ctx->rx_ready) {
+			u32 plen = ctx->rx_need - OSSUARY_HEADER_LEN -
+				   OSSUARY_TAG_LEN;
+
+			ret = 0;
+			if (!peek && len - copied >= plen)
+				ret = ossuary_rx_open_direct(sk, ctx, msg, plen);
+			if (!ret)
+				ret = ossuary_rx_open_buffered(sk, ctx);
+			else if (ret > 0)
+				ossuary_rx_put_type(msg, OSSUARY_RECORD_DATA,
+						    &typed);
+			if (ret < 0) {
+				err = ret;
+				break;
+			}
+			copied += ret;
+			continue;
+		}
 		if (ctx->rx_open) {
 			u32 n = min_t(size_t, len - copied,
 				      ctx->rx_plen - ctx->rx_off);
 
-			if (!typed && msg->msg_controllen) {
-				u8 type = OSSUARY_RECORD_DATA;
-
-				put_cmsg(msg, SOL_OSSUARY,
-					 OSSUARY_GET_RECORD_TYPE,
-					 sizeof(type), &type);
-			}
-			typed = true;
+			ossuary_rx_put_type(msg, OSSUARY_RECORD_DATA, &typed);
 			err = ossuary_rx_copy(ctx, msg, n);
 			if (err)
 				break;
@@ -316,17 +501,8 @@ int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 			if (peek)
 				break;
 			ctx->rx_off += n;
-			if (ctx->rx_off == ctx->rx_plen) {
+			if (ctx->rx_off == ctx->rx_plen)
 				ossuary_rx_next(ctx);
-				ossuary_rx_pull(sk, ctx);
-			}
-			continue;
-		}
-		if (ctx->rx_ready) {
-			err = ossuary_rx_open(sk, ctx);
-			if (err)
-				break;
-			ossuary_rx_pull(sk, ctx);
 			continue;
 		}
 		/*
@@ -350,54 +526,103 @@ int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 			copied = 1;
 			break;
 		}
-		/* DISCONNECT(0): one end of file before anything after it */
-		if (ctx->rx_eof && !ctx->rx_eof_read) {
-			if (!copied && !peek)
-				ctx->rx_eof_read = true;
-			break;
-		}
-		if (ctx->rx_err) {
-			err = -ctx->rx_err;
-			break;
-		}
-		if (ctx->rx_eof)
-			break;
-		ossuary_rx_pull(sk, ctx);
-		if (ctx->rx_ready || ctx->rx_err)
-			continue;
-
-		if (copied >= target)
-			break;
 		if (copied) {
-			if (sk->sk_err || (sk->sk_shutdown & RCV_SHUTDOWN) ||
+			if (copied >= target || ctx->rx_eof || ctx->rx_err ||
+			    sk->sk_err || (sk->sk_shutdown & RCV_SHUTDOWN) ||
 			    !timeo || signal_pending(current))
 				break;
-		} else {
-			if (sk->sk_err) {
-				err = sock_error(sk);
-				break;
-			}
-			if (sk->sk_shutdown & RCV_SHUTDOWN) {
-				/* FIN, and no DISCONNECT(0) before it */
-				ossuary_rx_error(sk, ctx, EPIPE,
-						 OSSUARY_MIB_TRUNCATED, false);
-				err = -EPIPE;
-				break;
-			}
-			if (!timeo) {
-				err = -EAGAIN;
-				break;
-			}
-			if (signal_pending(current)) {
-				err = sock_intr_errno(timeo);
-				break;
-			}
+			ossuary_rx_wait(sk, ctx, &timeo);
+			continue;
 		}
-		ossuary_rx_wait(sk, ctx, &timeo);
+		ret = ossuary_rx_idle(sk, ctx, &timeo, peek);
+		if (ret <= 0) {
+			err = ret;
+			break;
+		}
 	}
 out:
 	release_sock(sk);
 	return copied ? copied : err;
+}
+
+static void ossuary_spd_release(struct splice_pipe_desc *spd, unsigned int i)
+{
+	put_page(spd->pages[i]);
+}
+
+/*
+ * splice() from the socket: open the next DATA record in place and lend
+ * its pages to the pipe; they are never reused for another record
+ * (ossuary_rx_next() takes fresh ones), so the pipe reads them later
+ * without a copy.  One record, or what of it fits, per call.
+ */
+ssize_t ossuary_splice_read(struct socket *sock, loff_t *ppos,
+			    struct pipe_inode_info *pipe, size_t len,
+			    unsigned int flags)
+{
+	struct page *pages[OSSUARY_REC_PAGES];
+	struct partial_page partial[OSSUARY_REC_PAGES];
+	struct splice_pipe_desc spd = {
+		.pages = pages,
+		.partial = partial,
+		.nr_pages_max = OSSUARY_REC_PAGES,
+		.ops = &nosteal_pipe_buf_ops,
+		.spd_release = ossuary_spd_release,
+	};
+	struct sock *sk = sock->sk;
+	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
+	bool nonblock = (flags & SPLICE_F_NONBLOCK) ||
+			(sock->file->f_flags & O_NONBLOCK);
+	ssize_t ret;
+	u32 off, end;
+	long timeo;
+
+	lock_sock(sk);
+	if (!ctx->rx_installed) {
+		/* TCP's bytes as they are, through our recvmsg */
+		release_sock(sk);
+		return copy_splice_read(sock->file, ppos, pipe, len, flags);
+	}
+	timeo = sock_rcvtimeo(sk, nonblock);
+	for (;;) {
+		ossuary_rx_process(sk, ctx, sk->sk_allocation);
+		if (ctx->rx_ready) {
+			ret = ossuary_rx_open_buffered(sk, ctx);
+			if (ret)
+				goto out;
+		}
+		if (ctx->rx_open)
+			break;
+		ret = ossuary_rx_idle(sk, ctx, &timeo, false);
+		if (ret <= 0)
+			goto out;
+	}
+
+	off = OSSUARY_HEADER_LEN + ctx->rx_off;
+	end = off + min_t(size_t, len, ctx->rx_plen - ctx->rx_off);
+	while (off < end) {
+		u32 poff = offset_in_page(off);
+		u32 chunk = min_t(u32, end - off, PAGE_SIZE - poff);
+		struct page *page = ctx->rxb.pages[off / PAGE_SIZE];
+
+		get_page(page);
+		pages[spd.nr_pages] = page;
+		partial[spd.nr_pages].offset = poff;
+		partial[spd.nr_pages].len = chunk;
+		spd.nr_pages++;
+		off += chunk;
+	}
+	ret = splice_to_pipe(pipe, &spd);
+	if (ret > 0) {
+		ctx->rx_lent = true;
+		ctx->rx_off += ret;
+		ossuary_stat_add(sk, OSSUARY_MIB_RX_SPLICED, ret);
+		if (ctx->rx_off == ctx->rx_plen)
+			ossuary_rx_next(ctx);
+	}
+out:
+	release_sock(sk);
+	return ret;
 }
 
 /* Socket locked, ULP attached, ci validated. */
@@ -406,12 +631,9 @@ int ossuary_rx_install(struct sock *sk, struct ossuary_ctx *ctx,
 {
 	int err;
 
-	err = ossuary_buf_alloc(&ctx->rxb, OSSUARY_REC_MAX, GFP_KERNEL);
-	if (err)
-		goto err_buf;
 	err = ossuary_keys_init(&ctx->rx, ci->secret, ci->seq);
 	if (err)
-		goto err_buf;
+		return err;
 	ossuary_rx_next(ctx);
 
 	write_lock_bh(&sk->sk_callback_lock);
@@ -423,14 +645,10 @@ int ossuary_rx_install(struct sock *sk, struct ossuary_ctx *ctx,
 	ossuary_stat_add(sk, OSSUARY_MIB_TOTAL_RX, 1);
 
 	/* bytes that arrived before the key are records too */
-	ossuary_rx_pull(sk, ctx);
+	ossuary_rx_process(sk, ctx, GFP_KERNEL);
 	if (ossuary_rx_readable(sk, ctx))
 		ctx->saved_data_ready(sk);
 	return 0;
-
-err_buf:
-	ossuary_buf_free(&ctx->rxb);
-	return err;
 }
 
 /* Socket locked, hooks already restored. */
@@ -439,11 +657,37 @@ void ossuary_rx_release(struct sock *sk, struct ossuary_ctx *ctx)
 	unsigned int i;
 
 	ossuary_keys_free(&ctx->rx);
-	/* the pages may hold opened plaintext: wipe them before reuse */
-	for (i = 0; i < OSSUARY_REC_PAGES; i++)
+	/*
+	 * The pages may hold opened plaintext: wipe them before reuse,
+	 * unless a pipe still has them to read.
+	 */
+	for (i = 0; i < OSSUARY_REC_PAGES && !ctx->rx_lent; i++)
 		if (ctx->rxb.pages[i])
 			memzero_explicit(page_address(ctx->rxb.pages[i]),
 					 PAGE_SIZE);
 	ossuary_buf_free(&ctx->rxb);
 	ossuary_stat_add(sk, OSSUARY_MIB_CURR_RX, -1);
+}
+
+/* Framing that atomic context left for want of a page. */
+static void ossuary_rx_work(struct work_struct *work)
+{
+	struct ossuary_ctx *ctx = container_of(work, struct ossuary_ctx,
+					       rx_work);
+	struct sock *sk = ctx->sk;
+
+	if (test_bit(OSSUARY_CLOSING, &ctx->tx_flags))
+		return;
+	lock_sock(sk);
+	if (!test_bit(OSSUARY_CLOSING, &ctx->tx_flags) && ctx->rx_installed) {
+		ossuary_rx_process(sk, ctx, GFP_KERNEL);
+		if (ossuary_rx_readable(sk, ctx))
+			ctx->saved_data_ready(sk);
+	}
+	release_sock(sk);
+}
+
+void ossuary_rx_init(struct ossuary_ctx *ctx)
+{
+	INIT_WORK(&ctx->rx_work, ossuary_rx_work);
 }

@@ -31,6 +31,12 @@ static const char * const ossuary_mib_names[OSSUARY_MIB_MAX] = {
 	[OSSUARY_MIB_TRUNCATED]		= "OssuaryTruncations",
 	[OSSUARY_MIB_KEY_UPDATE_TX]	= "OssuaryKeyUpdatesTx",
 	[OSSUARY_MIB_KEY_UPDATE_RX]	= "OssuaryKeyUpdatesRx",
+	/* where the plaintext went: the copy-count evidence */
+	[OSSUARY_MIB_TX_COPIED]		= "OssuaryTxCopiedBytes",
+	[OSSUARY_MIB_TX_ZEROCOPY]	= "OssuaryTxZeroCopyBytes",
+	[OSSUARY_MIB_RX_DIRECT]		= "OssuaryRxDirectRecords",
+	[OSSUARY_MIB_RX_BUFFERED]	= "OssuaryRxBufferedRecords",
+	[OSSUARY_MIB_RX_SPLICED]	= "OssuaryRxSplicedBytes",
 };
 
 /*

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Ossuary TX: pack sendmsg() bytes into DATA records of at most 16 KiB,
- * seal them in place in order-0 pages and hand the pages to TCP with
- * MSG_SPLICE_PAGES, so the encryption is the only pass over the bytes
- * after the copy from the caller.
+ * seal them into order-0 pages and hand the pages to TCP with
+ * MSG_SPLICE_PAGES.  Bytes from write() are copied into the record image
+ * and sealed in place; pages lent by sendfile() or splice() are not
+ * copied at all: the AEAD reads them and writes the ciphertext into the
+ * image, which is the only copy (OssuaryTxZeroCopyBytes counts them).
  *
  * State, all under the socket lock:
  *   tx_open   the record being filled (MSG_MORE keeps it open);
@@ -36,10 +38,20 @@ static struct ossuary_tx_rec *ossuary_rec_new(struct sock *sk)
 	return kzalloc(sizeof(struct ossuary_tx_rec), sk->sk_allocation);
 }
 
+static void ossuary_rec_put_frags(struct ossuary_tx_rec *rec)
+{
+	u32 i;
+
+	for (i = 0; i < rec->nfrags; i++)
+		put_page(rec->frags[i].page);
+	rec->nfrags = 0;
+}
+
 static void ossuary_rec_free(struct ossuary_tx_rec *rec)
 {
 	if (!rec)
 		return;
+	ossuary_rec_put_frags(rec);
 	ossuary_buf_free(&rec->buf);
 	kfree(rec);
 }
@@ -56,7 +68,6 @@ static void ossuary_tx_key_update_done(struct sock *sk,
 static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 			     struct ossuary_tx_rec *rec, u8 type)
 {
-	struct scatterlist sg[OSSUARY_REC_SG];
 	u8 hdr[OSSUARY_HEADER_LEN];
 	u32 len = OSSUARY_HEADER_LEN + rec->plen + OSSUARY_TAG_LEN;
 	int err;
@@ -71,8 +82,10 @@ static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 		return err;
 	ossuary_hdr_build(hdr, type, rec->plen + OSSUARY_TAG_LEN);
 	ossuary_buf_write(&rec->buf, 0, hdr, sizeof(hdr));
-	ossuary_buf_sg(&rec->buf, len, sg);
-	err = ossuary_crypt(&ctx->tx, true, sg, sg, rec->plen, ctx->tx.seq);
+	err = ossuary_seal(&ctx->tx, &rec->buf, rec->frags, rec->nfrags,
+			   rec->plen, ctx->tx.seq);
+	/* the ciphertext is in the image: lent pages go back */
+	ossuary_rec_put_frags(rec);
 	if (err) {
 		/* a sealing failure leaves the stream unusable */
 		ctx->tx_err = -err;
@@ -208,6 +221,8 @@ static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx,
 }
 
 static void ossuary_tx_fail_now(struct sock *sk, struct ossuary_ctx *ctx);
+static void ossuary_tx_key_update_now(struct sock *sk,
+				      struct ossuary_ctx *ctx);
 
 static void ossuary_tx_work(struct work_struct *work)
 {
@@ -215,13 +230,14 @@ static void ossuary_tx_work(struct work_struct *work)
 					       tx_work);
 	struct sock *sk = ctx->sk;
 
-	if (test_bit(OSSUARY_TX_CLOSING, &ctx->tx_flags))
+	if (test_bit(OSSUARY_CLOSING, &ctx->tx_flags))
 		return;
 	mutex_lock(&ctx->tx_lock);
 	lock_sock(sk);
-	if (!test_bit(OSSUARY_TX_CLOSING, &ctx->tx_flags)) {
+	if (!test_bit(OSSUARY_CLOSING, &ctx->tx_flags)) {
 		/* cleared before pushing: a later write_space requeues us */
 		clear_bit(OSSUARY_TX_SCHEDULED, &ctx->tx_flags);
+		ossuary_tx_key_update_now(sk, ctx);
 		ossuary_tx_fail_now(sk, ctx);
 		ossuary_tx_push(sk, ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
 	}
@@ -251,6 +267,27 @@ void ossuary_tx_schedule_fail(struct sock *sk, struct ossuary_ctx *ctx)
 {
 	ctx->tx_fail_pending = true;
 	ossuary_tx_schedule(ctx);
+}
+
+/*
+ * The peer's KEY_UPDATE(1) was opened (any context, socket lock held in
+ * some form): our own KEY_UPDATE(0) is due.  Sealing may allocate, so
+ * tx_work does it in process context.
+ */
+void ossuary_tx_schedule_key_update(struct ossuary_ctx *ctx)
+{
+	ctx->tx_update_pending = true;
+	ossuary_tx_schedule(ctx);
+}
+
+/* tx_lock and the socket lock held. */
+static void ossuary_tx_key_update_now(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	if (!ctx->tx_update_pending)
+		return;
+	ctx->tx_update_pending = false;
+	if (ctx->tx_installed && !ctx->tx_closed && !ctx->tx_err)
+		ossuary_tx_key_update(sk, ctx, 0);
 }
 
 /* tx_lock and the socket lock held. */
@@ -362,7 +399,8 @@ int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
 /*
  * close(): the application is done, so the stream ends cleanly with
  * DISCONNECT(0) after whatever it wrote, unless it asked for an abortive
- * close (SO_LINGER with a zero timeout) or the connection is gone.
+ * close (SO_LINGER with a zero timeout), it is being killed by a
+ * signal, or the connection is gone.
  * TCP's own close does not block; we wait at most SO_SNDTIMEO, the
  * linger time, or OSSUARY_CLOSE_TIMEO for TCP to take the last records,
  * so a peer that stopped reading cannot hang close() for ever.
@@ -373,6 +411,13 @@ void ossuary_tx_flush_on_close(struct sock *sk, struct ossuary_ctx *ctx,
 	long saved = sk->sk_sndtimeo;
 
 	if (sock_flag(sk, SOCK_LINGER) && !sk->sk_lingertime)
+		return;
+	/*
+	 * A process killed by a signal did not finish what it was saying:
+	 * its peer must see a truncated stream (EPIPE), not a clean end.
+	 */
+	if ((current->flags & PF_EXITING) &&
+	    (READ_ONCE(current->signal->group_exit_code) & 0x7f))
 		return;
 	if (sk->sk_err || (sk->sk_shutdown & SEND_SHUTDOWN) ||
 	    !((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT)))
@@ -458,6 +503,61 @@ static size_t ossuary_rec_fill(struct sock *sk, struct ossuary_tx_rec *rec,
 		}
 	}
 	rec->plen += done;
+	ossuary_stat_add(sk, OSSUARY_MIB_TX_COPIED, done);
+	return done;
+}
+
+/*
+ * Take up to n bytes of lent pages (sendfile, splice: a bvec iterator
+ * with MSG_SPLICE_PAGES) into the open record by reference.  Stops
+ * early when the frag table is full; the caller then seals the record.
+ */
+static size_t ossuary_rec_lend(struct sock *sk, struct ossuary_tx_rec *rec,
+			       struct iov_iter *from, size_t n, int *err)
+{
+	size_t done = 0;
+
+	*err = 0;
+	while (done < n) {
+		struct ossuary_tx_frag *f = NULL;
+		struct page *page, **pages = &page;
+		ssize_t part;
+		size_t off;
+
+		if (rec->nfrags)
+			f = &rec->frags[rec->nfrags - 1];
+		if (rec->nfrags == OSSUARY_TX_FRAGS)
+			break;
+		part = iov_iter_extract_pages(from, &pages, n - done, 1, 0,
+					      &off);
+		if (part <= 0) {
+			*err = part ? part : -EIO;
+			break;
+		}
+		if (!sendpage_ok(page)) {
+			/* a slab page cannot be held by reference: copy it */
+			iov_iter_revert(from, part);
+			part = ossuary_rec_fill(sk, rec, from, part, err);
+			done += part;
+			if (*err)
+				break;
+			continue;
+		}
+		if (f && f->page == page && f->off + f->len == off &&
+		    f->pos + f->len == rec->plen) {
+			f->len += part;
+		} else {
+			f = &rec->frags[rec->nfrags++];
+			get_page(page);
+			f->page = page;
+			f->off = off;
+			f->len = part;
+			f->pos = rec->plen;
+		}
+		rec->plen += part;
+		done += part;
+		ossuary_stat_add(sk, OSSUARY_MIB_TX_ZEROCOPY, part);
+	}
 	return done;
 }
 
@@ -545,10 +645,17 @@ int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
 		rec = ctx->tx_open;
 		n = min_t(size_t, msg_data_left(msg),
 			  OSSUARY_MAX_PLAINTEXT - rec->plen);
-		copied += ossuary_rec_fill(sk, rec, &msg->msg_iter, n, &err);
+		if ((flags & MSG_SPLICE_PAGES) &&
+		    iov_iter_is_bvec(&msg->msg_iter))
+			copied += ossuary_rec_lend(sk, rec, &msg->msg_iter, n,
+						   &err);
+		else
+			copied += ossuary_rec_fill(sk, rec, &msg->msg_iter, n,
+						   &err);
 		if (err)
 			break;
 		if (rec->plen == OSSUARY_MAX_PLAINTEXT ||
+		    rec->nfrags == OSSUARY_TX_FRAGS ||
 		    (!msg_data_left(msg) && !(flags & MSG_MORE))) {
 			err = ossuary_tx_seal_open(sk, ctx);
 			if (err)

@@ -144,7 +144,8 @@ struct ossuary_dir_state {
  * OSSUARY_RECORD_DISCONNECT whose byte is the reason, and only then do
  * reads report ECONNRESET.  KEY_UPDATE is consumed by the kernel.
  * MSG_PEEK sees at most the current record.  poll() reports EPOLLIN
- * only when a whole record, an error or the end of the stream is there.
+ * only when a whole DATA record, an error or the end of the stream is
+ * there; control records are acted on as soon as they arrive.
  * Supported recv flags: MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT,
  * MSG_ERRQUEUE, MSG_CMSG_CLOEXEC; others (MSG_OOB, MSG_TRUNC...) give
  * EOPNOTSUPP.
@@ -163,9 +164,11 @@ struct ossuary_dir_state {
  * be queued within SO_SNDTIMEO, shutdown fails with EAGAIN/EINTR and can
  * be retried).  close() sends any open record and DISCONNECT(0) too,
  * waiting at most min(SO_SNDTIMEO, max(linger time, 5 s)) for send
- * buffer space; SO_LINGER with a zero timeout closes abortively.
- * sendfile()/splice() into the socket work (the pages are copied once
- * into records); splice() out of the socket reads through recvmsg.
+ * buffer space; SO_LINGER with a zero timeout closes abortively, and
+ * so does the close of a process being killed by a signal (its peer
+ * reads a truncated stream).  sendfile()/splice() into the socket seal
+ * straight from the lent pages; splice() out of the socket lends the
+ * opened record's pages to the pipe (one record per call).
  * connect(AF_UNSPEC) on an attached socket gives EOPNOTSUPP.
  */
 #define OSSUARY_TRUNCATED_ERRNO	EPIPE

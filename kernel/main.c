@@ -16,6 +16,8 @@
 #include <linux/mutex.h>
 #include <linux/uaccess.h>
 #include <linux/sockptr.h>
+#include <linux/sockios.h>
+#include <asm/ioctls.h>
 #include <net/sock.h>
 #include <net/tcp.h>
 #include <net/inet_common.h>
@@ -201,6 +203,22 @@ static int ossuary_disconnect(struct sock *sk, int flags)
 	return -EOPNOTSUPP;
 }
 
+/*
+ * SIOCINQ (FIONREAD): what a read can return now, i.e. the plaintext of
+ * the record at hand, not TCP's count of sealed bytes.
+ */
+static int ossuary_ioctl(struct sock *sk, int cmd, int *karg)
+{
+	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
+
+	if (cmd != SIOCINQ || !READ_ONCE(ctx->rx_installed))
+		return ctx->sk_proto->ioctl(sk, cmd, karg);
+	lock_sock(sk);
+	*karg = ossuary_rx_inq(ctx);
+	release_sock(sk);
+	return 0;
+}
+
 static void ossuary_ctx_free_rcu(struct rcu_head *head)
 {
 	kfree(container_of(head, struct ossuary_ctx, rcu));
@@ -308,6 +326,7 @@ static void ossuary_build_protos(int ip, const struct proto *base,
 	p->setsockopt = ossuary_setsockopt;
 	p->getsockopt = ossuary_getsockopt;
 	p->disconnect = ossuary_disconnect;
+	p->ioctl = ossuary_ioctl;
 	p->close = ossuary_close;
 	p->sendmsg = ossuary_sendmsg;
 	p->recvmsg = ossuary_recvmsg;

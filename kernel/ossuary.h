@@ -216,6 +216,7 @@ ssize_t ossuary_splice_read(struct socket *sock, loff_t *ppos,
 			    struct pipe_inode_info *pipe, size_t len,
 			    unsigned int flags);
 bool ossuary_rx_readable(struct sock *sk, struct ossuary_ctx *ctx);
+int ossuary_rx_inq(struct ossuary_ctx *ctx);
 void ossuary_data_ready(struct sock *sk);
 
 /* stats.c */

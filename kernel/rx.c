@@ -195,6 +195,16 @@ static void ossuary_rx_process(struct sock *sk, struct ossuary_ctx *ctx,
 		schedule_work(&ctx->rx_work);
 }
 
+/* Plaintext bytes a read can have without waiting.  Socket locked. */
+int ossuary_rx_inq(struct ossuary_ctx *ctx)
+{
+	if (ctx->rx_open)
+		return ctx->rx_plen - ctx->rx_off;
+	if (ctx->rx_ready)
+		return ctx->rx_need - OSSUARY_HEADER_LEN - OSSUARY_TAG_LEN;
+	return 0;
+}
+
 bool ossuary_rx_readable(struct sock *sk, struct ossuary_ctx *ctx)
 {
 	return READ_ONCE(ctx->rx_avail) || READ_ONCE(ctx->rx_err) ||

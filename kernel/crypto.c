@@ -1,15 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Ossuary crypto: HKDF-Expand over SHA-256, key/IV derivation, the
- * per-record nonce, the record header, and ChaCha20-Poly1305 through
- * the crypto API (which picks the SIMD implementation).
+ * per-record nonce, the record header, and ChaCha20-Poly1305 built from
+ * the lib/crypto ChaCha20 and Poly1305 primitives (which use SIMD where
+ * the CPU has it).
+ *
+ * Why not the crypto API's rfc7539(chacha20,poly1305): it costs a
+ * transform and a request per direction, and a chain of sub-requests
+ * per record.  tools/bench/aead measured both on the same records: the
+ * library path takes ~15% less time per 1 KiB record and 2-4% less
+ * per 16 KiB record, on AVX2 and on generic C alike.  The one-pass
+ * chacha20poly1305 library WireGuard uses cannot take our nonce (it
+ * wants a 64-bit counter; ours is iv XOR seq over 96 bits).
  */
 
 #include <linux/kernel.h>
 #include <linux/string.h>
 #include <linux/slab.h>
 #include <linux/unaligned.h>
-#include <crypto/aead.h>
+#include <linux/highmem.h>
+#include <crypto/algapi.h>
+#include <crypto/chacha.h>
+#include <crypto/poly1305.h>
 #include <crypto/sha2.h>
 #include <kunit/visibility.h>
 
@@ -143,11 +155,11 @@ EXPORT_SYMBOL_IF_KUNIT(ossuary_hdr_check);
 static int ossuary_keys_setkey(struct ossuary_keys *k)
 {
 	u8 key[OSSUARY_KEY_LEN];
-	int err;
+	int err, i;
 
 	err = ossuary_derive(k->secret, key, k->iv);
-	if (!err)
-		err = crypto_aead_setkey(k->aead, key, sizeof(key));
+	for (i = 0; !err && i < ARRAY_SIZE(k->key); i++)
+		k->key[i] = get_unaligned_le32(key + 4 * i);
 	memzero_explicit(key, sizeof(key));
 	return err;
 }
@@ -157,47 +169,21 @@ int ossuary_keys_init(struct ossuary_keys *k, const u8 *secret, u64 seq)
 	int err;
 
 	memset(k, 0, sizeof(*k));
-	/*
-	 * Mask out async implementations: records are sealed and opened
-	 * under the socket lock and the caller waits for the result.
-	 */
-	k->aead = crypto_alloc_aead("rfc7539(chacha20,poly1305)", 0,
-				    CRYPTO_ALG_ASYNC);
-	if (IS_ERR(k->aead)) {
-		err = PTR_ERR(k->aead);
-		k->aead = NULL;
-		return err;
-	}
-	err = crypto_aead_setauthsize(k->aead, OSSUARY_TAG_LEN);
-	if (err)
-		goto out_free;
-	k->req = aead_request_alloc(k->aead, GFP_KERNEL);
-	if (!k->req) {
-		err = -ENOMEM;
-		goto out_free;
-	}
-	aead_request_set_callback(k->req, 0, NULL, NULL);
 	memcpy(k->secret, secret, OSSUARY_SECRET_LEN);
 	err = ossuary_keys_setkey(k);
-	if (err)
-		goto out_free;
+	if (err) {
+		ossuary_keys_free(k);
+		return err;
+	}
 	k->seq = seq;
 	return 0;
-
-out_free:
-	ossuary_keys_free(k);
-	return err;
 }
 EXPORT_SYMBOL_IF_KUNIT(ossuary_keys_init);
 
 void ossuary_keys_free(struct ossuary_keys *k)
 {
-	/* aead_request_free() and crypto_free_aead() wipe their memory */
-	aead_request_free(k->req);
-	k->req = NULL;
-	crypto_free_aead(k->aead);
-	k->aead = NULL;
 	memzero_explicit(k->secret, sizeof(k->secret));
+	memzero_explicit(k->key, sizeof(k->key));
 	memzero_explicit(k->iv, sizeof(k->iv));
 }
 EXPORT_SYMBOL_IF_KUNIT(ossuary_keys_free);
@@ -223,22 +209,189 @@ int ossuary_keys_ratchet(struct ossuary_keys *k)
 EXPORT_SYMBOL_IF_KUNIT(ossuary_keys_ratchet);
 
 /*
- * Seal or open one record.  src and dst both start with the 4-byte
- * header (the AAD); cryptlen is the plaintext length when sealing and
- * the body length (ciphertext + tag) when opening.  src == dst works
- * in place.
+ * A byte position in a scatterlist, walked a page at a time: the AEAD
+ * maps one page of the source and one of the destination per step.
+ */
+struct ossuary_sgpos {
+	struct scatterlist *sg;
+	unsigned int off;	/* bytes into sg's entry */
+};
+
+static void ossuary_sgpos_advance(struct ossuary_sgpos *p, unsigned int n)
+{
+	p->off += n;
+	while (p->off >= p->sg->length && !sg_is_last(p->sg)) {
+		p->off -= p->sg->length;
+		p->sg = sg_next(p->sg);
+	}
+}
+
+static void ossuary_sgpos_init(struct ossuary_sgpos *p,
+			       struct scatterlist *sg, unsigned int skip)
+{
+	p->sg = sg;
+	p->off = 0;
+	ossuary_sgpos_advance(p, skip);
+}
+
+/* Bytes from here to the end of the page or of the entry. */
+static unsigned int ossuary_sgpos_span(const struct ossuary_sgpos *p)
+{
+	unsigned int at = p->sg->offset + p->off;
+
+	return min_t(unsigned int, p->sg->length - p->off,
+		     PAGE_SIZE - offset_in_page(at));
+}
+
+static u8 *ossuary_sgpos_map(const struct ossuary_sgpos *p)
+{
+	unsigned int at = p->sg->offset + p->off;
+
+	return (u8 *)kmap_local_page(sg_page(p->sg) + at / PAGE_SIZE) +
+	       offset_in_page(at);
+}
+
+/* Copy len bytes between buf and the scatterlist, moving p along. */
+static void ossuary_sgpos_copy(struct ossuary_sgpos *p, u8 *buf,
+			       unsigned int len, bool to_sg)
+{
+	while (len) {
+		unsigned int n = min(len, ossuary_sgpos_span(p));
+		u8 *v;
+
+		/* a scatterlist shorter than the record is a caller's bug */
+		if (WARN_ON_ONCE(!n))
+			return;
+		v = ossuary_sgpos_map(p);
+
+		if (to_sg)
+			memcpy(v, buf, n);
+		else
+			memcpy(buf, v, n);
+		kunmap_local(v);
+		ossuary_sgpos_advance(p, n);
+		buf += n;
+		len -= n;
+	}
+}
+
+static const u8 ossuary_zero_pad[POLY1305_BLOCK_SIZE];
+
+/* Poly1305 input is padded to 16 bytes after the AAD and the ciphertext */
+static void ossuary_poly_pad(struct poly1305_desc_ctx *poly, unsigned int len)
+{
+	unsigned int pad = -len % POLY1305_BLOCK_SIZE;
+
+	if (pad)
+		poly1305_update(poly, ossuary_zero_pad, pad);
+}
+
+/*
+ * Seal or open one record: ChaCha20-Poly1305 as RFC 8439 section 2.8
+ * puts it, with the 4-byte header as the AAD.  src and dst both start
+ * with the header (the AAD is read from src only); cryptlen is the
+ * plaintext length when sealing and the body length (ciphertext + tag)
+ * when opening.  src == dst works in place; src and dst may be cut
+ * anywhere.  Any context: nothing here sleeps or allocates.
+ *
+ * The keystream is applied straight from src to dst in whole 64-byte
+ * blocks; a block cut by the end of a page or entry is finished from
+ * the spare keystream kept in `ks`.  Opening authenticates each piece
+ * of ciphertext before it is decrypted (in place, it is then gone); a
+ * record that fails still has its bad plaintext in dst, which the
+ * callers never deliver.
  */
 int ossuary_crypt(struct ossuary_keys *k, bool enc, struct scatterlist *src,
 		  struct scatterlist *dst, unsigned int cryptlen, u64 seq)
 {
-	u8 nonce[OSSUARY_NONCE_LEN];
-	int err;
+	u32 state[CHACHA_STATE_WORDS];
+	u8 iv[CHACHA_IV_SIZE], ks[CHACHA_BLOCK_SIZE];
+	u8 aad[OSSUARY_HEADER_LEN], tag[POLY1305_DIGEST_SIZE];
+	u8 want[POLY1305_DIGEST_SIZE];
+	struct poly1305_desc_ctx poly;
+	struct ossuary_sgpos in, out;
+	unsigned int len, spare = 0;
+	__le64 lens[2];
+	int err = 0;
 
-	ossuary_nonce(k->iv, seq, nonce);
-	aead_request_set_ad(k->req, OSSUARY_HEADER_LEN);
-	aead_request_set_crypt(k->req, src, dst, cryptlen, nonce);
-	err = enc ? crypto_aead_encrypt(k->req) : crypto_aead_decrypt(k->req);
-	memzero_explicit(nonce, sizeof(nonce));
+	if (!enc && cryptlen < OSSUARY_TAG_LEN)
+		return -EBADMSG;
+	len = enc ? cryptlen : cryptlen - OSSUARY_TAG_LEN;
+
+	/* block 0 of the keystream is the Poly1305 key; data from block 1 */
+	put_unaligned_le32(0, iv);
+	ossuary_nonce(k->iv, seq, iv + 4);
+	chacha_init(state, k->key, iv);
+	memset(ks, 0, sizeof(ks));
+	chacha20_crypt(state, ks, ks, sizeof(ks));
+	poly1305_init(&poly, ks);
+
+	ossuary_sgpos_init(&in, src, 0);
+	ossuary_sgpos_copy(&in, aad, sizeof(aad), false);
+	poly1305_update(&poly, aad, sizeof(aad));
+	ossuary_poly_pad(&poly, sizeof(aad));
+	ossuary_sgpos_init(&out, dst, OSSUARY_HEADER_LEN);
+
+	while (len) {
+		unsigned int n = min3(len, ossuary_sgpos_span(&in),
+				      ossuary_sgpos_span(&out));
+		unsigned int done = 0, whole;
+		u8 *s, *d;
+
+		if (WARN_ON_ONCE(!n)) {
+			err = -EINVAL;
+			goto out;
+		}
+		s = ossuary_sgpos_map(&in);
+		d = ossuary_sgpos_map(&out);
+
+		if (!enc)
+			poly1305_update(&poly, s, n);
+		if (spare) {
+			done = min(spare, n);
+			crypto_xor_cpy(d, s, ks + sizeof(ks) - spare, done);
+			spare -= done;
+		}
+		whole = round_down(n - done, CHACHA_BLOCK_SIZE);
+		if (whole) {
+			chacha20_crypt(state, d + done, s + done, whole);
+			done += whole;
+		}
+		if (done < n) {
+			/* a block the piece ends inside: keep the rest */
+			memset(ks, 0, sizeof(ks));
+			chacha20_crypt(state, ks, ks, sizeof(ks));
+			crypto_xor_cpy(d + done, s + done, ks, n - done);
+			spare = sizeof(ks) - (n - done);
+		}
+		if (enc)
+			poly1305_update(&poly, d, n);
+		kunmap_local(d);
+		kunmap_local(s);
+		ossuary_sgpos_advance(&in, n);
+		ossuary_sgpos_advance(&out, n);
+		len -= n;
+	}
+
+	len = enc ? cryptlen : cryptlen - OSSUARY_TAG_LEN;
+	ossuary_poly_pad(&poly, len);
+	lens[0] = cpu_to_le64(OSSUARY_HEADER_LEN);
+	lens[1] = cpu_to_le64(len);
+	poly1305_update(&poly, (u8 *)lens, sizeof(lens));
+	poly1305_final(&poly, tag);
+	if (enc) {
+		ossuary_sgpos_copy(&out, tag, sizeof(tag), true);
+	} else {
+		ossuary_sgpos_copy(&in, want, sizeof(want), false);
+		if (crypto_memneq(tag, want, sizeof(tag)))
+			err = -EBADMSG;
+	}
+out:
+	memzero_explicit(state, sizeof(state));
+	memzero_explicit(ks, sizeof(ks));
+	memzero_explicit(iv, sizeof(iv));
+	memzero_explicit(tag, sizeof(tag));
+	memzero_explicit(&poly, sizeof(poly));
 	return err;
 }
 EXPORT_SYMBOL_IF_KUNIT(ossuary_crypt);

@@ -38,8 +38,7 @@ struct ossuary_buf {
 
 /* One direction's keys and counters. */
 struct ossuary_keys {
-	struct crypto_aead *aead;
-	struct aead_request *req;
+	u32 key[OSSUARY_KEY_LEN / 4];	/* ChaCha20 key, as state words */
 	u8 secret[OSSUARY_SECRET_LEN];
 	u8 iv[OSSUARY_NONCE_LEN];
 	u64 seq;

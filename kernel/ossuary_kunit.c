@@ -553,6 +553,78 @@ static void ossuary_test_seal_lent(struct kunit *test)
 		__free_page(lent[i]);
 }
 
+/*
+ * The module's AEAD (lib/crypto primitives) against the crypto API's
+ * rfc7539(chacha20,poly1305) on the same input, at every length up to
+ * a few blocks and around page sizes: byte-identical records, and each
+ * opens the other's.
+ */
+static void ossuary_test_matches_crypto_api(struct kunit *test)
+{
+	static const u32 more[] = { 255, 256, 257, 1000, 4091, 4092, 4093,
+				    4096, 4097, 5000 };
+	const u32 max = 5000 + OSSUARY_HEADER_LEN + OSSUARY_TAG_LEN;
+	u8 secret[OSSUARY_SECRET_LEN], key[OSSUARY_KEY_LEN];
+	u8 iv[OSSUARY_NONCE_LEN], nonce[OSSUARY_NONCE_LEN];
+	struct scatterlist sa, sb;
+	struct aead_request *req;
+	struct crypto_aead *tfm;
+	struct ossuary_keys k;
+	u32 i, len, rec;
+	u8 *a, *b;
+	u64 seq;
+
+	tfm = crypto_alloc_aead("rfc7539(chacha20,poly1305)", 0,
+				CRYPTO_ALG_ASYNC);
+	if (IS_ERR(tfm))
+		kunit_skip(test, "no rfc7539(chacha20,poly1305) to compare with");
+	unhex(test, vec_secret, secret, sizeof(secret));
+	KUNIT_ASSERT_EQ(test, ossuary_derive(secret, key, iv), 0);
+	KUNIT_ASSERT_EQ(test, crypto_aead_setauthsize(tfm, OSSUARY_TAG_LEN), 0);
+	KUNIT_ASSERT_EQ(test, crypto_aead_setkey(tfm, key, sizeof(key)), 0);
+	req = aead_request_alloc(tfm, GFP_KERNEL);
+	a = kunit_kmalloc(test, max, GFP_KERNEL);
+	b = kunit_kmalloc(test, max, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, req);
+	KUNIT_ASSERT_NOT_NULL(test, a);
+	KUNIT_ASSERT_NOT_NULL(test, b);
+	aead_request_set_callback(req, 0, NULL, NULL);
+	aead_request_set_ad(req, OSSUARY_HEADER_LEN);
+	KUNIT_ASSERT_EQ(test, ossuary_keys_init(&k, secret, 0), 0);
+
+	for (i = 0; i < 200 + ARRAY_SIZE(more); i++) {
+		len = i < 200 ? i : more[i - 200];
+		rec = OSSUARY_HEADER_LEN + len + OSSUARY_TAG_LEN;
+		seq = 0x0102030405060708ULL * i;
+		ossuary_hdr_build(a, OSSUARY_RECORD_DATA,
+				  len + OSSUARY_TAG_LEN);
+		fill_pattern(a + OSSUARY_HEADER_LEN, len);
+		memcpy(b, a, rec);
+		sg_init_one(&sa, a, rec);
+		sg_init_one(&sb, b, rec);
+
+		KUNIT_ASSERT_EQ(test, ossuary_crypt(&k, true, &sa, &sa, len,
+						    seq), 0);
+		ossuary_nonce(iv, seq, nonce);
+		aead_request_set_crypt(req, &sb, &sb, len, nonce);
+		KUNIT_ASSERT_EQ(test, crypto_aead_encrypt(req), 0);
+		KUNIT_EXPECT_MEMEQ_MSG(test, a, b, rec, "length %u", len);
+
+		/* each opens the other's: the same record, so cross over */
+		KUNIT_EXPECT_EQ(test, ossuary_crypt(&k, false, &sb, &sb,
+						    len + OSSUARY_TAG_LEN,
+						    seq), 0);
+		aead_request_set_crypt(req, &sa, &sa, len + OSSUARY_TAG_LEN,
+				       nonce);
+		KUNIT_EXPECT_EQ(test, crypto_aead_decrypt(req), 0);
+		KUNIT_EXPECT_MEMEQ(test, a, b, rec);
+		cond_resched();
+	}
+	ossuary_keys_free(&k);
+	aead_request_free(req);
+	crypto_free_aead(tfm);
+}
+
 static struct kunit_case ossuary_test_cases[] = {
 	KUNIT_CASE(ossuary_test_header),
 	KUNIT_CASE(ossuary_test_nonce),
@@ -561,31 +633,12 @@ static struct kunit_case ossuary_test_cases[] = {
 	KUNIT_CASE(ossuary_test_seal_split),
 	KUNIT_CASE(ossuary_test_seal_pages),
 	KUNIT_CASE(ossuary_test_seal_lent),
+	KUNIT_CASE(ossuary_test_matches_crypto_api),
 	{}
 };
 
-/*
- * Instantiating the rfc7539 template (and its self-tests) takes seconds
- * under emulation; do it once here rather than in the first test.
- */
-static struct crypto_aead *warm_tfm;
-
-static int ossuary_suite_init(struct kunit_suite *suite)
-{
-	warm_tfm = crypto_alloc_aead("rfc7539(chacha20,poly1305)", 0,
-				     CRYPTO_ALG_ASYNC);
-	return PTR_ERR_OR_ZERO(warm_tfm);
-}
-
-static void ossuary_suite_exit(struct kunit_suite *suite)
-{
-	crypto_free_aead(warm_tfm);
-}
-
 static struct kunit_suite ossuary_test_suite = {
 	.name = "ossuary",
-	.suite_init = ossuary_suite_init,
-	.suite_exit = ossuary_suite_exit,
 	.test_cases = ossuary_test_cases,
 };
 

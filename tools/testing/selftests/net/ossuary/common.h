@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -237,6 +238,23 @@ static inline void oss_secret(uint8_t s[32], uint8_t base)
 		s[i] = (uint8_t)(base + i);
 }
 
+/* The fixtures' traffic secrets: A seals client -> server, B the reverse */
+static inline const uint8_t *oss_secret_a(void)
+{
+	static uint8_t s[32];
+
+	oss_secret(s, 0xa0);
+	return s;
+}
+
+static inline const uint8_t *oss_secret_b(void)
+{
+	static uint8_t s[32];
+
+	oss_secret(s, 0x50);
+	return s;
+}
+
 static inline void oss_fill(void *buf, size_t len, unsigned int seed)
 {
 	uint8_t *p = buf;
@@ -342,6 +360,187 @@ static inline int oss_wait_child(pid_t pid)
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
 	return 255;
+}
+
+static inline void oss_close_pair(int *a, int *b)
+{
+	if (*a >= 0)
+		close(*a);
+	if (*b >= 0)
+		close(*b);
+	*a = *b = -1;
+}
+
+/*
+ * The `ossuary` fixture: a loopback pair, both ends offloaded. *fd (the
+ * client) seals with secret A and opens with B, *cfd (the server) the
+ * reverse. Returns 0, or -errno with *step naming the call that failed
+ * and both descriptors closed (-1).
+ */
+static inline int oss_offloaded_pair(int family, int *fd, int *cfd,
+				     const char **step)
+{
+	int ret;
+
+	*step = "loopback pair";
+	ret = oss_tcp_pair(family, fd, cfd);
+	if (ret)
+		return ret;
+	*step = "attach client";
+	ret = oss_attach(*fd);
+	if (!ret) {
+		*step = "attach server";
+		ret = oss_attach(*cfd);
+	}
+	if (!ret) {
+		*step = "client TX";
+		ret = oss_install(*fd, OSSUARY_TX, oss_secret_a(), 0);
+	}
+	if (!ret) {
+		*step = "server RX";
+		ret = oss_install(*cfd, OSSUARY_RX, oss_secret_a(), 0);
+	}
+	if (!ret) {
+		*step = "server TX";
+		ret = oss_install(*cfd, OSSUARY_TX, oss_secret_b(), 0);
+	}
+	if (!ret) {
+		*step = "client RX";
+		ret = oss_install(*fd, OSSUARY_RX, oss_secret_b(), 0);
+	}
+	if (ret)
+		oss_close_pair(fd, cfd);
+	return ret;
+}
+
+/*
+ * The `raw` fixture: *kfd offloaded (TX secret A, RX secret B), *pfd a
+ * plain TCP socket for the test's own record layer (wire.c); both with
+ * TCP_NODELAY and 3 s timeouts. Returns as oss_offloaded_pair().
+ */
+static inline int oss_raw_pair(int family, int *kfd, int *pfd,
+			       const char **step)
+{
+	int ret;
+
+	*step = "loopback pair";
+	ret = oss_tcp_pair(family, kfd, pfd);
+	if (ret)
+		return ret;
+	oss_set_timeouts(*kfd, 3);
+	oss_set_timeouts(*pfd, 3);
+	oss_nodelay(*pfd);
+	oss_nodelay(*kfd);
+	*step = "attach";
+	ret = oss_attach(*kfd);
+	if (!ret) {
+		*step = "TX";
+		ret = oss_install(*kfd, OSSUARY_TX, oss_secret_a(), 0);
+	}
+	if (!ret) {
+		*step = "RX";
+		ret = oss_install(*kfd, OSSUARY_RX, oss_secret_b(), 0);
+	}
+	if (ret)
+		oss_close_pair(kfd, pfd);
+	return ret;
+}
+
+/* One counter of /proc/net/ossuary_stat by exact name; -1 if absent */
+static inline long long oss_stat_get(const char *want)
+{
+	char line[256], name[128];
+	long long v, found = -1;
+	FILE *f = fopen("/proc/net/ossuary_stat", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%127s %lld", name, &v) == 2 && !strcmp(name, want))
+			found = v;
+	fclose(f);
+	return found;
+}
+
+
+/*
+ * An unlinked file of len bytes under dir (/tmp: tmpfs in the test VM)
+ * filled by oss_fill(seed). Returns the descriptor, or -errno.
+ */
+static inline int oss_tmpfile(const char *dir, size_t len, unsigned int seed)
+{
+	char path[256];
+	uint8_t *buf = malloc(65536);
+	size_t done = 0;
+	int fd, err;
+
+	if (!buf)
+		return -ENOMEM;
+	snprintf(path, sizeof(path), "%s/ossuary-st-XXXXXX", dir);
+	fd = mkstemp(path);
+	if (fd < 0) {
+		err = -errno;
+		free(buf);
+		return err;
+	}
+	unlink(path);
+	/* the same bytes as oss_fill(seed) over the whole length */
+	{
+		uint32_t x = seed * 2654435761u + 1;
+
+		while (done < len) {
+			size_t n = len - done < 65536 ? len - done : 65536;
+
+			for (size_t i = 0; i < n; i++) {
+				x ^= x << 13;
+				x ^= x >> 17;
+				x ^= x << 5;
+				buf[i] = (uint8_t)x;
+			}
+			if (pwrite(fd, buf, n, done) != (ssize_t)n) {
+				err = errno ? -errno : -EIO;
+				close(fd);
+				free(buf);
+				return err;
+			}
+			done += n;
+		}
+	}
+	free(buf);
+	return fd;
+}
+
+/*
+ * sendfile() until count bytes went from *off or the file ended (a 0
+ * return). Returns the bytes sent, or -errno if nothing was.
+ */
+static inline ssize_t oss_sendfile_all(int sock, int file, off_t *off,
+				       size_t count)
+{
+	size_t done = 0;
+
+	while (done < count) {
+		ssize_t n = sendfile(sock, file, off, count - done);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return done ? (ssize_t)done : -errno;
+		}
+		if (n == 0)
+			break;
+		done += n;
+	}
+	return done;
+}
+
+/* Milliseconds on CLOCK_MONOTONIC */
+static inline long long oss_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
 #endif /* OSSUARY_SELFTEST_COMMON_H */

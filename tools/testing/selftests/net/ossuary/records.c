@@ -14,6 +14,7 @@
  */
 #include <sched.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/uio.h>
@@ -22,26 +23,16 @@
 #include "wire.h"
 
 #include "kselftest_harness.h"
-
-#define REQUIRE_OSSUARY() do {						\
-	if (oss_ulp_listed() != 1)					\
-		SKIP(return, "ossuary ULP not registered (module not loaded)"); \
-} while (0)
+#include "fixtures.h"
 
 static const uint8_t *secret_a(void)
 {
-	static uint8_t s[32];
-
-	oss_secret(s, 0xa0);
-	return s;
+	return oss_secret_a();
 }
 
 static const uint8_t *secret_b(void)
 {
-	static uint8_t s[32];
-
-	oss_secret(s, 0x50);
-	return s;
+	return oss_secret_b();
 }
 
 /* recv into buf; returns n, or -errno */
@@ -53,51 +44,6 @@ static ssize_t recv_e(int fd, void *buf, size_t len, int flags)
 }
 
 /* ========================= both ends offloaded ========================= */
-
-FIXTURE(ossuary)
-{
-	int fd;		/* client: TX secret A, RX secret B */
-	int cfd;	/* server: RX secret A, TX secret B */
-};
-
-FIXTURE_VARIANT(ossuary)
-{
-	int family;
-};
-
-FIXTURE_VARIANT_ADD(ossuary, ipv4)
-{
-	.family = AF_INET,
-};
-
-FIXTURE_VARIANT_ADD(ossuary, ipv6)
-{
-	.family = AF_INET6,
-};
-
-FIXTURE_SETUP(ossuary)
-{
-	int ret;
-
-	self->fd = self->cfd = -1;
-	REQUIRE_OSSUARY();
-	ret = oss_tcp_pair(variant->family, &self->fd, &self->cfd);
-	ASSERT_EQ(0, ret) TH_LOG("pair: %s", strerror(-ret));
-	ASSERT_EQ(0, oss_attach(self->fd));
-	ASSERT_EQ(0, oss_attach(self->cfd));
-	ASSERT_EQ(0, oss_install(self->fd, OSSUARY_TX, secret_a(), 0));
-	ASSERT_EQ(0, oss_install(self->cfd, OSSUARY_RX, secret_a(), 0));
-	ASSERT_EQ(0, oss_install(self->cfd, OSSUARY_TX, secret_b(), 0));
-	ASSERT_EQ(0, oss_install(self->fd, OSSUARY_RX, secret_b(), 0));
-}
-
-FIXTURE_TEARDOWN(ossuary)
-{
-	if (self->fd >= 0)
-		close(self->fd);
-	if (self->cfd >= 0)
-		close(self->cfd);
-}
 
 TEST_F(ossuary, send_recv_short)
 {
@@ -273,6 +219,27 @@ TEST_F(ossuary, recv_peek_multiple_records)
 	EXPECT_EQ(0, memcmp(buf, "firstsecond", n));
 	ASSERT_EQ(11, recv(self->cfd, buf, 11, MSG_WAITALL));
 	EXPECT_EQ(0, memcmp(buf, "firstsecond", 11));
+}
+
+/* FIONREAD counts plaintext a read can have now, not sealed bytes */
+TEST_F(ossuary, fionread_counts_plaintext)
+{
+	char buf[100];
+	int n = -1;
+
+	oss_nodelay(self->fd);
+	ASSERT_EQ(0, ioctl(self->cfd, FIONREAD, &n));
+	EXPECT_EQ(0, n);
+	ASSERT_EQ(100, send(self->fd, buf, sizeof(buf), 0));
+	ASSERT_TRUE(oss_wait_in(self->cfd, 2000) & POLLIN);
+	ASSERT_EQ(0, ioctl(self->cfd, FIONREAD, &n));
+	EXPECT_EQ(100, n);
+	ASSERT_EQ(40, recv(self->cfd, buf, 40, 0));
+	ASSERT_EQ(0, ioctl(self->cfd, FIONREAD, &n));
+	EXPECT_EQ(60, n);
+	ASSERT_EQ(60, recv(self->cfd, buf, sizeof(buf), 0));
+	ASSERT_EQ(0, ioctl(self->cfd, FIONREAD, &n));
+	EXPECT_EQ(0, n);
 }
 
 TEST_F(ossuary, recv_waitall_across_sends)
@@ -971,57 +938,6 @@ TEST_F_TIMEOUT(ossuary, rekey_every_record_transfer, 120)
 }
 
 /* ==================== one end offloaded, one end raw ==================== */
-
-FIXTURE(raw)
-{
-	int kfd;		/* offloaded: TX secret A, RX secret B */
-	int pfd;		/* plain TCP peer: the test's own record layer */
-	struct wire_dir to_k;	/* peer -> kernel (B) */
-	struct wire_dir from_k;	/* kernel -> peer (A) */
-};
-
-FIXTURE_VARIANT(raw)
-{
-	int family;
-};
-
-FIXTURE_VARIANT_ADD(raw, ipv4)
-{
-	.family = AF_INET,
-};
-
-FIXTURE_VARIANT_ADD(raw, ipv6)
-{
-	.family = AF_INET6,
-};
-
-FIXTURE_SETUP(raw)
-{
-	int ret;
-
-	self->kfd = self->pfd = -1;
-	ASSERT_EQ(0, wire_init());
-	REQUIRE_OSSUARY();
-	ret = oss_tcp_pair(variant->family, &self->kfd, &self->pfd);
-	ASSERT_EQ(0, ret) TH_LOG("pair: %s", strerror(-ret));
-	oss_set_timeouts(self->kfd, 3);
-	oss_set_timeouts(self->pfd, 3);
-	oss_nodelay(self->pfd);
-	oss_nodelay(self->kfd);
-	ASSERT_EQ(0, oss_attach(self->kfd));
-	ASSERT_EQ(0, oss_install(self->kfd, OSSUARY_TX, secret_a(), 0));
-	ASSERT_EQ(0, oss_install(self->kfd, OSSUARY_RX, secret_b(), 0));
-	wire_dir_init(&self->from_k, secret_a(), 0);
-	wire_dir_init(&self->to_k, secret_b(), 0);
-}
-
-FIXTURE_TEARDOWN(raw)
-{
-	if (self->kfd >= 0)
-		close(self->kfd);
-	if (self->pfd >= 0)
-		close(self->pfd);
-}
 
 /* Seal one record for the kernel and return its length in rec */
 static size_t seal_to_k(FIXTURE_DATA(raw) *self, uint8_t type,
@@ -1835,6 +1751,59 @@ TEST_F(raw, close_flushes_and_disconnects)
 	EXPECT_EQ(OSSUARY_RECORD_DISCONNECT, type);
 	EXPECT_EQ(0, pt[0]);
 	EXPECT_EQ(0, recv(self->pfd, &c, 1, 0));
+}
+
+/*
+ * A writer killed by a signal did not finish: its peer must see the
+ * data it sent and then a truncated stream, never DISCONNECT(0).
+ */
+TEST_F(raw, killed_writer_is_truncation)
+{
+	uint8_t pt[64] = {}, type;
+	int status;
+	pid_t pid;
+	char c;
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		if (send(self->kfd, "partial", 7, 0) != 7)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	/* the child holds the last reference: its exit closes the socket */
+	close(self->kfd);
+	self->kfd = -1;
+	ASSERT_EQ(7, open_from_k(self, pt, &type, NULL));
+	EXPECT_EQ(0, memcmp(pt, "partial", 7));
+	ASSERT_EQ(0, kill(pid, SIGKILL));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFSIGNALED(status));
+	/* a FIN (or a reset) with no DISCONNECT record before it */
+	EXPECT_GE(0, recv(self->pfd, &c, 1, 0)) TH_LOG("a record followed the kill");
+}
+
+/* ... while a writer that exits normally ends the stream cleanly */
+TEST_F(raw, exiting_writer_disconnects)
+{
+	uint8_t pt[64] = {}, type;
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid)
+		_exit(send(self->kfd, "done", 4, 0) == 4 ? 0 : 1);
+	close(self->kfd);
+	self->kfd = -1;
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(4, open_from_k(self, pt, &type, NULL));
+	ASSERT_EQ(1, open_from_k(self, pt, &type, NULL));
+	EXPECT_EQ(OSSUARY_RECORD_DISCONNECT, type);
+	EXPECT_EQ(0, pt[0]);
 }
 
 /* SO_LINGER 0: an abortive close, a RST and no DISCONNECT */

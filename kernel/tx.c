@@ -109,6 +109,13 @@ static int ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 {
 	int err;
 
+	/* the answer to the peer's KEY_UPDATE(1) is our very next record */
+	if (type != OSSUARY_RECORD_KEY_UPDATE && ctx->tx_update_pending) {
+		err = ossuary_tx_seal_control(sk, ctx,
+					      OSSUARY_RECORD_KEY_UPDATE, 0);
+		if (err)
+			return err;
+	}
 	if (type != OSSUARY_RECORD_KEY_UPDATE &&
 	    (ctx->tx.seq >= OSSUARY_SEQ_LAST ||
 	     (ctx->tx_rekey_records &&
@@ -128,6 +135,15 @@ static int ossuary_tx_seal_control(struct sock *sk, struct ossuary_ctx *ctx,
 	struct ossuary_tx_rec *rec;
 	int err;
 
+	if (type == OSSUARY_RECORD_KEY_UPDATE && ctx->tx_update_pending) {
+		/* KEY_UPDATE(0) is the answer; KEY_UPDATE(1) must follow it */
+		ctx->tx_update_pending = false;
+		if (val) {
+			err = ossuary_tx_seal_control(sk, ctx, type, 0);
+			if (err)
+				return err;
+		}
+	}
 	rec = ossuary_rec_new(sk);
 	if (!rec)
 		return -ENOMEM;
@@ -271,8 +287,9 @@ void ossuary_tx_schedule_fail(struct sock *sk, struct ossuary_ctx *ctx)
 
 /*
  * The peer's KEY_UPDATE(1) was opened (any context, socket lock held in
- * some form): our own KEY_UPDATE(0) is due.  Sealing may allocate, so
- * tx_work does it in process context.
+ * some form): our own KEY_UPDATE(0) is due as the next record we seal.
+ * A sender that seals anything first seals it (ossuary_tx_seal());
+ * otherwise tx_work does, in process context, since sealing allocates.
  */
 void ossuary_tx_schedule_key_update(struct ossuary_ctx *ctx)
 {

@@ -636,6 +636,35 @@ TEST_F(raw, key_update_request_answered_unprompted)
 }
 
 /*
+ * PROTOCOL.md: the receiver of KEY_UPDATE(1) seals KEY_UPDATE(0) as its
+ * very next record.  The application answers the data that followed the
+ * request at once; on the wire the update still comes first, and the
+ * answer is under the next secret.
+ */
+TEST_F(raw, key_update_answer_is_next_record)
+{
+	uint8_t one = 1, pt[WIRE_MAX_PT], type;
+	char buf[8] = {};
+	int i;
+
+	for (i = 0; i < 20; i++) {
+		ASSERT_GT(send_to_k(self, OSSUARY_RECORD_KEY_UPDATE, &one, 1), 0);
+		wire_dir_next(&self->to_k);
+		ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "go", 2), 0);
+		ASSERT_EQ(2, recv(self->kfd, buf, 2, MSG_WAITALL));
+		ASSERT_EQ(5, send(self->kfd, "reply", 5, 0));
+		ASSERT_EQ(1, open_from_k(self, pt, &type)) TH_LOG("round %d", i);
+		EXPECT_EQ(OSSUARY_RECORD_KEY_UPDATE, type);
+		EXPECT_EQ(0, pt[0]);
+		wire_dir_next(&self->from_k);
+		ASSERT_EQ(5, open_from_k(self, pt, &type)) TH_LOG("round %d", i);
+		EXPECT_EQ(0, memcmp(pt, "reply", 5));
+	}
+	EXPECT_EQ(20, gen_of(self->kfd, OSSUARY_TX));
+	EXPECT_EQ(20, gen_of(self->kfd, OSSUARY_RX));
+}
+
+/*
  * KEY_UPDATE(1) alone, and the application never reads: control records
  * are acted on as they arrive, so RX ratchets and the answer goes out.
  */

@@ -3,7 +3,7 @@
  * KUnit suites for the pure parts of the Ossuary record layer: header
  * building and checking, nonce construction, key derivation and the
  * key ratchet, and sealing/opening against the independent vectors in
- * shared/vectors/records.json (embedded below; a test module cannot
+ * vectors/records.json (embedded below; a test module cannot
  * read files), through scatterlists cut at awkward offsets.
  */
 

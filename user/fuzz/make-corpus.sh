@@ -6,7 +6,7 @@
 # Builds the seed corpus of every fuzz target under BUILD_DIR/fuzz/corpus/
 # (one directory per target) from the test vectors, so nothing derived
 # from the vectors is ever committed. The vectors are read from
-# $OSSUARY_VECTORS, or ../../../shared/vectors relative to this script.
+# $OSSUARY_VECTORS, or the repository's vectors/ relative to this script.
 #
 #   fuzz_record        records of an established channel: sealed DATA,
 #                      KEY_UPDATE, DISCONNECT, RESET, cleartext control
@@ -26,7 +26,7 @@ if [ $# -ne 1 ]; then
 	exit 2
 fi
 here=$(cd "$(dirname "$0")" && pwd)
-vectors=${OSSUARY_VECTORS:-$here/../../../shared/vectors}
+vectors=${OSSUARY_VECTORS:-$here/../../vectors}
 for f in handshake records negative streams; do
 	if [ ! -r "$vectors/$f.json" ]; then
 		echo "$0: $vectors/$f.json not found (set OSSUARY_VECTORS)" >&2

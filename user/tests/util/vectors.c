@@ -98,7 +98,7 @@ static char *vectors_path(const char *name, char *path, size_t len)
 	}
 	if (find_root(".", root, sizeof(root)) ||
 	    (n > 0 && find_root(exe, root, sizeof(root)))) {
-		snprintf(path, len, "%s/../shared/vectors/%s", root, name);
+		snprintf(path, len, "%s/vectors/%s", root, name);
 		return path;
 	}
 	return NULL;

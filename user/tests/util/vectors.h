@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Loading ../shared/vectors at test time, and typed access to its fields.
+ * Loading the repository's vectors/ at test time, and typed access to its fields.
  * Every accessor fails the running test (harness_fail) when a field is
  * missing or malformed, so a broken file cannot pass quietly.
  *
@@ -16,7 +16,7 @@
 
 #include "json.h"
 
-/* Parses NAME from $OSSUARY_VECTORS, else <repo>/../shared/vectors. */
+/* Parses NAME from $OSSUARY_VECTORS, else <repo>/vectors. */
 const struct json *vec_load(const char *name);
 /* Frees every loaded document and buffer. */
 void vec_release(void);

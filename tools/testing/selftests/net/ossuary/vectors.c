@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Ossuary record layer against the independent vectors in
- * shared/vectors/ (records.json, negative.json), read at run time.
+ * vectors/ (records.json, negative.json), read at run time.
  *
  * The JSON is flattened to one record per line by a few lines of
  * python3 (the VM runs the host's userland), so no vector byte is ever
@@ -14,7 +14,7 @@
 #include "kselftest_harness.h"
 
 #ifndef OSS_VECTORS_DIR
-#define OSS_VECTORS_DIR "../shared/vectors"
+#define OSS_VECTORS_DIR "vectors"
 #endif
 
 #define RD_TIMEOUT_S 2

@@ -370,11 +370,15 @@ static int ossuary_init(struct sock *sk)
 	struct ossuary_ctx *ctx;
 
 	/*
-	 * Only an established connection: a listener would share one
-	 * context among its children, and a socket that is not connected
-	 * yet has no peer to agree keys with.
+	 * Only a connected socket: a listener would share one context
+	 * among its children, and a socket that is not connected yet has
+	 * no peer to agree keys with.  CLOSE_WAIT counts as connected: a
+	 * peer that replied and closed right after the handshake has left
+	 * its last records (and its FIN) in our receive queue, and they
+	 * are opened like any bytes that arrive before OSSUARY_RX.
 	 */
-	if (sk->sk_state != TCP_ESTABLISHED || !sk->sk_socket)
+	if (!((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT)) ||
+	    !sk->sk_socket)
 		return -ENOTCONN;
 
 	ossuary_build_proto(sk);

@@ -100,7 +100,9 @@ struct ossuary_dir_state {
  * Behaviour of an offloaded socket (kernel/ossuary.ko), for reference.
  *
  * Attach: setsockopt(SOL_TCP, TCP_ULP, "ossuary") on an ESTABLISHED TCP
- * socket only (ENOTCONN otherwise, EEXIST if a ULP is already set).
+ * socket, or one in CLOSE_WAIT (the peer's FIN is in: what it sent before
+ * is still read as records), only (ENOTCONN otherwise, EEXIST if a ULP
+ * is already set).
  * Until a direction is installed, that direction is plain TCP.
  *
  * setsockopt(SOL_OSSUARY, OSSUARY_TX or OSSUARY_RX): optlen must be

@@ -257,14 +257,17 @@ TEST_F(ulp, listening_child_attach_after_failure)
 	close(lfd);
 }
 
-/* CLOSE_WAIT is not ESTABLISHED: kTLS says ENOTCONN there too */
-TEST_F(ulp, attach_after_peer_fin_enotconn)
+/*
+ * CLOSE_WAIT: unlike kTLS, the attach works (a peer may reply and close
+ * before our setsockopt; see close_wait_handover below).
+ */
+TEST_F(ulp, attach_after_peer_fin)
 {
 	char c;
 
 	ASSERT_EQ(0, shutdown(self->server, SHUT_WR));
 	ASSERT_EQ(0, recv(self->client, &c, 1, 0));
-	EXPECT_EQ(-ENOTCONN, oss_attach(self->client));
+	EXPECT_EQ(0, oss_attach(self->client));
 }
 
 TEST_F(ulp, attach_then_close_with_pending_data)
@@ -322,6 +325,77 @@ TEST(unload_refused_while_attached)
 	EXPECT_TRUE(e == EBUSY || e == EWOULDBLOCK) TH_LOG("%s", strerror(e));
 	EXPECT_EQ(1, oss_ulp_listed());
 	close(s);
+}
+
+/* TCP state of fd (TCP_INFO), or -errno */
+static int tcp_state(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, SOL_TCP, TCP_INFO, &ti, &len))
+		return -errno;
+	return ti.tcpi_state;
+}
+
+/*
+ * The peer finishes, sends its last records, DISCONNECT(0) and FIN, all
+ * before this side attaches (a short reply right after the handshake).
+ * Once the FIN is in (CLOSE_WAIT), the attach and both installs still
+ * work, every byte the peer sent is read, then a clean end of file; and
+ * this side can still answer, which the peer reads in full.
+ */
+TEST(close_wait_handover)
+{
+	static const int families[] = { AF_INET, AF_INET6 };
+	static uint8_t sent[40000], got[sizeof(sent) + 1];
+	static const char reply[] = "the answer after the peer closed";
+	char back[sizeof(reply) + 1];
+	int i, e, st = -1, c, s;
+	ssize_t n;
+
+	REQUIRE_OSSUARY();
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, oss_tcp_pair(families[i], &c, &s));
+		oss_set_timeouts(c, OSS_IO_TIMEOUT_S);
+		oss_set_timeouts(s, OSS_IO_TIMEOUT_S);
+		/* the peer (s): offloaded, sends, then closes its direction */
+		ASSERT_EQ(0, oss_attach(s));
+		ASSERT_EQ(0, oss_install(s, OSSUARY_TX, oss_secret_b(), 0));
+		ASSERT_EQ(0, oss_install(s, OSSUARY_RX, oss_secret_a(), 0));
+		oss_fill(sent, sizeof(sent), 7 + i);
+		ASSERT_EQ((ssize_t)sizeof(sent), oss_write_all(s, sent, sizeof(sent)));
+		ASSERT_EQ(0, shutdown(s, SHUT_WR));
+
+		/* this side (c): plain TCP until the peer's FIN is in */
+		for (e = 0; e < 500 && (st = tcp_state(c)) != TCP_CLOSE_WAIT; e++)
+			oss_msleep(10);
+		ASSERT_EQ(TCP_CLOSE_WAIT, st) TH_LOG("%s: no FIN after 5 s",
+						     oss_family_name(families[i]));
+
+		ASSERT_EQ(0, oss_attach(c));
+		ASSERT_EQ(0, oss_install(c, OSSUARY_TX, oss_secret_a(), 0));
+		ASSERT_EQ(0, oss_install(c, OSSUARY_RX, oss_secret_b(), 0));
+		n = oss_read_full(c, got, sizeof(got), &e);
+		ASSERT_EQ((ssize_t)sizeof(sent), n) TH_LOG("%s: stopped by %s",
+			oss_family_name(families[i]), strerror(e));
+		EXPECT_EQ(0, e) TH_LOG("not a clean end: %s", strerror(e));
+		EXPECT_EQ(0, memcmp(sent, got, sizeof(sent)));
+		/* the end of file stays */
+		EXPECT_EQ(0, recv(c, got, 1, 0));
+
+		/* our direction is still open: a reply and our clean close */
+		ASSERT_EQ((ssize_t)sizeof(reply),
+			  oss_write_all(c, reply, sizeof(reply)));
+		ASSERT_EQ(0, shutdown(c, SHUT_WR));
+		n = oss_read_full(s, back, sizeof(back), &e);
+		EXPECT_EQ((ssize_t)sizeof(reply), n) TH_LOG("%s", strerror(e));
+		EXPECT_EQ(0, e);
+		EXPECT_EQ(0, memcmp(reply, back, sizeof(reply)));
+		close(c);
+		close(s);
+	}
 }
 
 TEST_HARNESS_MAIN

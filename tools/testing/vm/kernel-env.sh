@@ -17,7 +17,11 @@ kernel_variant_fragments() {
 	case "$1" in
 	release) echo "$vm_dir/config" ;;
 	debug) echo "$vm_dir/config $vm_dir/config.debug" ;;
-	*) echo "unknown kernel variant '$1' (release or debug)" >&2; return 1 ;;
+	# KCSAN (no KASAN: they exclude each other) with fault injection
+	kcsan) echo "$vm_dir/config $vm_dir/config.kcsan $vm_dir/config.faults" ;;
+	# the debug kernel plus fault injection (fail-nth)
+	faults) echo "$vm_dir/config $vm_dir/config.debug $vm_dir/config.faults" ;;
+	*) echo "unknown kernel variant '$1' (release, debug, kcsan or faults)" >&2; return 1 ;;
 	esac
 }
 

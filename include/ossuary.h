@@ -55,6 +55,7 @@ enum {
 	OSSUARY_ERR_KEY_FILE = -17,		/* key file unreadable, malformed or too open */
 	OSSUARY_ERR_KEY_CHANGED = -18,		/* known-hosts: the host presented a different key */
 	OSSUARY_ERR_CRYPTO = -19,		/* crypto library failure */
+	OSSUARY_ERR_NOT_OSSUARY = -21,		/* the peer's first bytes are not Ossuary (wrong port?) */
 	OSSUARY_ERR_WOULD_BLOCK = -64,		/* need more input or output room; call again */
 	OSSUARY_ERR_UNTRUSTED_SERVER = -65,	/* TOFU pause: approve the key or refuse */
 };
@@ -173,7 +174,9 @@ int ossuary_next_event(OssuaryConnection *conn);
  * (at most timeout_ms, < 0 for none); non-blocking fds return
  * OSSUARY_ERR_WOULD_BLOCK with *wait_events (POLLIN/POLLOUT) to poll
  * for before calling ossuary_handshake_step() again. Never reads past
- * the last handshake record.
+ * the last handshake record. OSSUARY_ERR_NOT_OSSUARY when the peer's
+ * very first bytes cannot start an Ossuary stream (an HTTP server or
+ * client, an echo service: the wrong port), said from the first byte.
  */
 int ossuary_handshake_fd(OssuaryConnection *conn, int fd, int timeout_ms);
 int ossuary_handshake_step(OssuaryConnection *conn, int fd, short *wait_events);
@@ -188,6 +191,9 @@ enum ossuary_mode {
  * After the handshake: attach the "ossuary" ULP and install both traffic
  * secrets. Returns OSSUARY_MODE_KERNEL, or OSSUARY_ERR_NO_KERNEL when
  * the module is missing (OSSUARY_MODE_USERSPACE with the FALLBACK flag).
+ * The same holds for an fd that is not a TCP socket (a unix socketpair,
+ * a pipe), where the kernel layer cannot be had at all: errno is then
+ * ENOTSOCK or EOPNOTSUPP rather than ENOENT.
  */
 int ossuary_offload(OssuaryConnection *conn, int fd, unsigned int flags);
 int ossuary_mode(const OssuaryConnection *conn);

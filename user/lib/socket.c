@@ -74,6 +74,7 @@ struct ossuary_sock {
 	int wr_err;	/* latched transport write error */
 	int shut_queued; /* DISCONNECT(0) is in out */
 	int shut_done;	/* ... and the write side is shut down */
+	int peer_judged; /* the peer's first record header was checked */
 
 	/* Handshake: the one record being read, header then exact body. */
 	int rec_bad;	/* header that cannot start a valid record */
@@ -392,6 +393,18 @@ static int hs_step(OssuaryConnection *conn, struct ossuary_sock *s, int fd,
 		}
 		if (r < 0)
 			return r;
+		/*
+		 * The peer's very first bytes on this fd: something that is
+		 * no Ossuary peer at all (an HTTP server, an echo service)
+		 * shows from its first byte on, long before a whole header.
+		 */
+		if (r > 0 && !s->peer_judged && !s->used) {
+			r = ossuary__peer_check(conn, s->rec, s->rec_have);
+			if (r < 0)
+				return hs_fail(conn, s, fd, r);
+			s->peer_judged = s->rec_have >= HDR_LEN;
+			r = 1;
+		}
 		if (r == 0) {
 			int e = ossuary_recv_eof(conn);
 
@@ -496,6 +509,22 @@ static int install_dir(int fd, int optname, const uint8_t secret[32],
 	return r;
 }
 
+/* 0 for a TCP socket (IPv4 or IPv6), else the errno that says why not. */
+static int fd_is_tcp(int fd)
+{
+	int domain = 0, proto = 0;
+	socklen_t len = sizeof(domain);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+		return errno == ENOTSOCK ? ENOTSOCK : 0; /* unknown: let TCP_ULP say */
+	len = sizeof(proto);
+	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) < 0)
+		return 0;
+	if ((domain != AF_INET && domain != AF_INET6) || proto != IPPROTO_TCP)
+		return EOPNOTSUPP;
+	return 0;
+}
+
 int ossuary_offload(OssuaryConnection *conn, int fd, unsigned int flags)
 {
 	static const char ulp[] = "ossuary";
@@ -522,6 +551,17 @@ int ossuary_offload(OssuaryConnection *conn, int fd, unsigned int flags)
 	if (r < 0)
 		return r;
 
+	/*
+	 * The kernel record layer is a TCP ULP: on any other stream (a unix
+	 * socketpair, a pipe) it cannot be had, module or not, and that is
+	 * what FALLBACK is for. errno says which (ENOTSOCK, EOPNOTSUPP).
+	 */
+	e = fd_is_tcp(fd);
+	if (e) {
+		errno = e;
+		return (flags & OSSUARY_OFFLOAD_FALLBACK) ? OSSUARY_MODE_USERSPACE
+							 : OSSUARY_ERR_NO_KERNEL;
+	}
 	r = ossuary__export_traffic(conn, tx, &tx_seq, rx, &rx_seq);
 	if (r < 0)
 		goto out;

@@ -35,4 +35,19 @@ struct ossuary_sock *ossuary__sock_get(const OssuaryConnection *c);
 int ossuary__sock_attach(OssuaryConnection *c, struct ossuary_sock *s,
 			 void (*destroy)(struct ossuary_sock *s));
 
+/*
+ * peer_detect.c. oss_peer_foreign: 1 when p[0..n) (n >= 1, a prefix of
+ * the first record the peer ever sent) cannot start an Ossuary stream
+ * for our role (client != 0: the peer should be a server), 0 when it
+ * could, so far.
+ */
+int oss_peer_foreign(int client, const uint8_t *p, size_t n);
+/*
+ * The peer's very first bytes on the fd: OSSUARY_OK
+ * when they may start an Ossuary record for our role; otherwise the
+ * connection fails with OSSUARY_ERR_NOT_OSSUARY (a cleartext
+ * DISCONNECT(1) owed) and that code is returned.
+ */
+int ossuary__peer_check(OssuaryConnection *c, const uint8_t *p, size_t n);
+
 #endif /* OSSUARY_SOCKET_INTERNAL_H */

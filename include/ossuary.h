@@ -55,6 +55,8 @@ enum {
 	OSSUARY_ERR_KEY_FILE = -17,		/* key file unreadable, malformed or too open */
 	OSSUARY_ERR_KEY_CHANGED = -18,		/* known-hosts: the host presented a different key */
 	OSSUARY_ERR_CRYPTO = -19,		/* crypto library failure */
+	OSSUARY_ERR_HANDSHAKE_FAILED = -20,	/* the server could not open our CLIENT_AUTH
+						 * (cleartext DISCONNECT right after it) */
 	OSSUARY_ERR_NOT_OSSUARY = -21,		/* the peer's first bytes are not Ossuary (wrong port?) */
 	OSSUARY_ERR_WOULD_BLOCK = -64,		/* need more input or output room; call again */
 	OSSUARY_ERR_UNTRUSTED_SERVER = -65,	/* TOFU pause: approve the key or refuse */
@@ -122,6 +124,12 @@ int ossuary_disconnect(OssuaryConnection *conn, int reason);
 /* Tell the library that the transport reported end-of-file. */
 int ossuary_recv_eof(OssuaryConnection *conn);
 /*
+ * The reason byte of the peer's DISCONNECT (OSSUARY_DISCONNECT_*: 1 is
+ * "protocol or decryption error", i.e. the peer could not open our
+ * records), or OSSUARY_ERR_STATE when none arrived.
+ */
+int ossuary_peer_disconnect_reason(const OssuaryConnection *conn);
+/*
  * How the filter calls fit together (userspace record layer):
  *  - Input is never buffered inside: a partial record consumes nothing
  *    (OSSUARY_ERR_WOULD_BLOCK), so keep unconsumed bytes and call again
@@ -140,14 +148,29 @@ int ossuary_recv_eof(OssuaryConnection *conn);
  *    after it belong to ossuary_recv_handshake(). recv_handshake never
  *    consumes past the last handshake record, so the bytes after that
  *    belong to recv_data again.
+ *  - A reset started because a record failed to open never ends in a
+ *    clean end-of-file: if the peer closes (DISCONNECT of any reason, or
+ *    FIN) before its RESET arrives, the error is OSSUARY_ERR_DECRYPT.
+ *  - In the handshake stage a client whose SERVER_HELLO fails to open
+ *    sends a cleartext RESET and at once a fresh CLIENT_HELLO (one-way:
+ *    the server counts it and waits, answering nothing). A server that
+ *    cannot open CLIENT_AUTH answers with a cleartext DISCONNECT(1); the
+ *    client, already established on its side, then fails with
+ *    OSSUARY_ERR_HANDSHAKE_FAILED (event OSSUARY_EVENT_HANDSHAKE_FAILED).
+ *  - KEY_UPDATE(1) is answered by a KEY_UPDATE(0) queued as the request
+ *    is opened, ahead of anything sealed later; requests opened while
+ *    that answer is still unsent share it (one answer for a batch).
  */
 
 /*
  * Start a RESET exchange ("drop back to the handshake"): queues a RESET;
- * the peer's records are then opened and discarded until its RESET
- * arrives, when recv_data returns OSSUARY_ERR_RESET and the handshake
- * runs again on the same stream. The fifth exchange on a connection is
- * refused (OSSUARY_ERR_TOO_MANY_RESETS).
+ * nothing more is sealed (send_data and key_update return
+ * OSSUARY_ERR_RESET) and the peer's records are opened and discarded
+ * until its RESET arrives, when recv_data returns OSSUARY_ERR_RESET and
+ * the handshake runs again on the same stream. If the peer closes with
+ * DISCONNECT(0) first, recv_data returns OSSUARY_ERR_EOF. Resets are
+ * counted per connection, the handshake stage's one-way RESETs too; the
+ * fifth is refused (OSSUARY_ERR_TOO_MANY_RESETS).
  */
 int ossuary_reset(OssuaryConnection *conn);
 
@@ -163,8 +186,24 @@ enum {
 	OSSUARY_EVENT_KEY_UPDATE = 2,		/* peer updated its key: KEY_UPDATE(0) */
 	OSSUARY_EVENT_KEY_UPDATE_REQUESTED = 3,	/* KEY_UPDATE(1): updated, our reply queued */
 	OSSUARY_EVENT_END_OF_FILE = 4,		/* peer sent DISCONNECT(0) */
-	OSSUARY_EVENT_RESET = 5,		/* a reset exchange completed */
+	OSSUARY_EVENT_RESET = 5,		/* a reset completed (see below) */
+	OSSUARY_EVENT_HANDSHAKE_FAILED = 6,	/* client: the server could not open CLIENT_AUTH */
+	OSSUARY_EVENT_RESET_AFTER_FAILURE = 7,	/* a reset we started because a record
+						 * failed to open completed (see below) */
 };
+/*
+ * Every completed reset is reported by exactly one of the two reset
+ * events: an exchange (both RESETs) in the established stage, a
+ * client's one-way RESET after a SERVER_HELLO that failed to open, or
+ * a server's receipt of one. OSSUARY_EVENT_RESET_AFTER_FAILURE says this
+ * side started it because a record from the peer failed to open: that
+ * record's bytes, and any DATA discarded while waiting for the peer's
+ * RESET, are missing from what recv_data delivered. OSSUARY_EVENT_RESET
+ * (the application or the peer asked for the reset) can hide dropped
+ * bytes too: whatever either side sealed after the other's RESET was
+ * discarded. A byte-stream application treats either as lost data
+ * unless its own protocol recovers.
+ */
 int ossuary_next_event(OssuaryConnection *conn);
 
 /* ---- The socket API ---- */

@@ -1,7 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The OssuaryConnection object: creation and destruction, long-term keys,
- * the authorized list, the queue of owed output, events, and failing.
+ * The OssuaryConnection object (creation and destruction, long-term
+ * keys, the authorized list), and its stage machine: the one place that
+ * moves a connection between the handshake, the established channel and
+ * a reset (PROTOCOL.md "Control"), or ends it on the peer's DISCONNECT.
+ *
+ *   handshake --(CLIENT_AUTH sent / opened)--> established
+ *   established --(RESET sent and received)--> handshake
+ *   handshake --(client: SERVER_HELLO fails to open; server: cleartext
+ *                RESET)--> handshake, one-way, no answer
+ *
+ * handshake.c and channel.c handle records within their stage and
+ * report what a record asks for; this file decides and acts.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -10,12 +20,6 @@
 #include <sodium.h>
 
 #include "internal.h"
-
-int oss_lazy_init(void)
-{
-	/* 1 means "already initialised", which is fine. */
-	return sodium_init() < 0 ? OSSUARY_ERR_CRYPTO : OSSUARY_OK;
-}
 
 static bool valid_type(connection_type_t type)
 {
@@ -38,6 +42,7 @@ OssuaryConnection *ossuary_create_connection(connection_type_t type,
 	c->type = type;
 	c->stage = type == CONN_TYPE_CLIENT ? OSS_STAGE_NEW : OSS_STAGE_WAIT_CH;
 	c->on_bad_record = OSS_BAD_RECORD_RESET;
+	c->peer_reason = -1;
 	if (auth_secret_key &&
 	    ossuary_set_secret_key(c, auth_secret_key) != OSSUARY_OK) {
 		ossuary_destroy_connection(&c);
@@ -74,33 +79,6 @@ int ossuary_set_secret_key(OssuaryConnection *conn, const uint8_t key[32])
 		return OSSUARY_ERR_STATE;
 	crypto_sign_ed25519_seed_keypair(conn->auth_pk, conn->auth_sk, key);
 	conn->have_auth_key = true;
-	return OSSUARY_OK;
-}
-
-bool oss_key_listed(const OssuaryConnection *c, const uint8_t key[32])
-{
-	for (size_t i = 0; i < c->n_authorized; i++)
-		if (sodium_memcmp(c->authorized[i], key, 32) == 0)
-			return true;
-	return false;
-}
-
-int oss_add_key(OssuaryConnection *c, const uint8_t key[32])
-{
-	if (oss_key_listed(c, key))
-		return OSSUARY_OK;
-	if (c->n_authorized >= OSS_MAX_AUTHORIZED)
-		return OSSUARY_ERR_NO_MEMORY;
-	if (c->n_authorized == c->cap_authorized) {
-		size_t cap = c->cap_authorized ? 2 * c->cap_authorized : 4;
-		uint8_t (*k)[32] = realloc(c->authorized, cap * 32);
-
-		if (!k)
-			return OSSUARY_ERR_NO_MEMORY;
-		c->authorized = k;
-		c->cap_authorized = cap;
-	}
-	memcpy(c->authorized[c->n_authorized++], key, 32);
 	return OSSUARY_OK;
 }
 
@@ -158,69 +136,139 @@ int ossuary_generate_auth_keypair(uint8_t secret_key[32], uint8_t public_key[32]
 	return OSSUARY_OK;
 }
 
-/* ---- Owed output ---- */
+/* ---- Entering and leaving the established stage ---- */
 
-size_t oss_outq_room(const OssuaryConnection *c)
+static void enter_established(OssuaryConnection *c)
 {
-	return OSS_OUTQ_SIZE - c->outq_len;
+	c->stage = OSS_STAGE_ESTABLISHED;
+	/* A server that cannot open CLIENT_AUTH answers in cleartext. */
+	c->first_after_auth = c->type == CONN_TYPE_CLIENT;
+	oss_event(c, OSSUARY_EVENT_HANDSHAKE_DONE);
 }
 
-uint8_t *oss_outq_claim(OssuaryConnection *c, size_t n)
+/*
+ * A reset is over (both RESETs, or the handshake stage's one-way RESET):
+ * application secrets gone, one more reset counted and reported, and the
+ * next handshake begins: a client sends its CLIENT_HELLO at once, a
+ * server waits for one.
+ */
+static int back_to_handshake(OssuaryConnection *c, bool after_failure)
 {
-	uint8_t *p;
-
-	if (oss_outq_room(c) < n)
-		return NULL;
-	p = c->outq + c->outq_len;
-	c->outq_len += n;
-	return p;
-}
-
-/* Bytes of whole queued records that fit in room. */
-static size_t outq_fit(const OssuaryConnection *c, size_t room)
-{
-	size_t n = 0;
-
-	while (n + OSS_HDR <= c->outq_len) {
-		size_t rec = OSS_HDR + ((size_t)c->outq[n + 2] << 8 | c->outq[n + 3]);
-
-		if (n + rec > room)
-			break;
-		n += rec;
+	c->resets_so_far++;
+	oss_wipe_app_keys(c);
+	c->reset_sent = false;
+	c->reset_after_failure = false;
+	c->tx_closed = false;
+	c->rx_closed = false;
+	c->first_after_auth = false;
+	oss_event(c, after_failure ? OSSUARY_EVENT_RESET_AFTER_FAILURE
+				   : OSSUARY_EVENT_RESET);
+	if (c->type != CONN_TYPE_CLIENT) {
+		oss_hs_server_wait(c);
+		return OSSUARY_OK;
 	}
-	return n;
+	/* Input is processed only with OSS_OUTQ_RESERVE free: this fits. */
+	if (oss_hs_client_hello(c))
+		return oss_fail(c, OSSUARY_ERR_NO_MEMORY, -1);
+	return OSSUARY_OK;
 }
 
-/* Moves whole records to out; BUFFER_TOO_SMALL if not even the first fits. */
-static ssize_t outq_drain(OssuaryConnection *c, uint8_t *out, size_t room)
+/* Established: we send RESET and then nothing more until the peer's. */
+static int start_reset(OssuaryConnection *c, bool after_failure)
 {
-	size_t n = outq_fit(c, room);
+	int rc;
 
-	if (n == 0 && c->outq_len)
-		return OSSUARY_ERR_BUFFER_TOO_SMALL;
-	memcpy(out, c->outq, n);
-	memmove(c->outq, c->outq + n, c->outq_len - n);
-	c->outq_len -= n;
-	c->outq_reply_ku_end = c->outq_reply_ku_end > n ? c->outq_reply_ku_end - n : 0;
-	return (ssize_t)n;
+	if (c->resets_so_far >= OSS_MAX_RESETS)
+		return oss_fail(c, OSSUARY_ERR_TOO_MANY_RESETS,
+				OSSUARY_DISCONNECT_ERROR);
+	rc = oss_queue_control(c, OSSUARY_RECORD_RESET, 0);
+	if (rc)
+		return rc;
+	c->reset_sent = true;
+	c->reset_after_failure = after_failure;
+	return OSSUARY_OK;
 }
 
-size_t oss_outq_take_all(OssuaryConnection *c, uint8_t *out)
+/* Established: a record failed to open (its seq already skipped). */
+static int bad_record(OssuaryConnection *c)
 {
-	size_t n = c->outq_len;
-
-	memcpy(out, c->outq, n);
-	c->outq_len = 0;
-	c->outq_reply_ku_end = 0;
-	return n;
+	/* Mid-reset or half-closed we may send nothing: the failure stands. */
+	if (c->reset_sent || c->tx_closed)
+		return oss_fail(c, OSSUARY_ERR_DECRYPT, -1);
+	if (c->on_bad_record != OSS_BAD_RECORD_RESET)
+		return oss_fail(c, OSSUARY_ERR_DECRYPT, OSSUARY_DISCONNECT_ERROR);
+	if (start_reset(c, true) == OSSUARY_ERR_WOULD_BLOCK)
+		return oss_fail(c, OSSUARY_ERR_DECRYPT, -1);
+	return c->stage == OSS_STAGE_FAILED ? c->error : OSSUARY_OK;
 }
 
-ssize_t ossuary_flush(OssuaryConnection *conn, uint8_t *out, size_t out_len)
+/* Established: the peer's RESET(0) opened. Answer it, or end ours. */
+static int reset_received(OssuaryConnection *c)
 {
-	if (!conn || !out || out_len == 0 || out_len > SSIZE_MAX)
-		return OSSUARY_ERR_INVALID;
-	return outq_drain(conn, out, out_len);
+	bool after_failure = c->reset_after_failure;
+	int rc;
+
+	/* Half-closed: we answer nothing, and our reader sees a reset. */
+	if (c->tx_closed)
+		return oss_fail(c, OSSUARY_ERR_RESET, -1);
+	if (!c->reset_sent) {
+		if (c->resets_so_far >= OSS_MAX_RESETS)
+			return oss_fail(c, OSSUARY_ERR_TOO_MANY_RESETS,
+					OSSUARY_DISCONNECT_ERROR);
+		/* Our last record under the old secret. */
+		if (oss_queue_control(c, OSSUARY_RECORD_RESET, 0))
+			return oss_fail(c, OSSUARY_ERR_NO_MEMORY, -1);
+		c->reset_sent = true;
+	}
+	rc = back_to_handshake(c, after_failure);
+	return rc ? rc : OSSUARY_ERR_RESET;
 }
+
+/* Established: the peer's sealed DISCONNECT opened. */
+static int disconnect_received(OssuaryConnection *c)
+{
+	/*
+	 * A reset we started because a record failed to open cannot end
+	 * cleanly: the bytes of that record are missing. The failure stands,
+	 * whatever the peer closes with.
+	 */
+	if (c->reset_sent && c->reset_after_failure)
+		return oss_fail(c, OSSUARY_ERR_DECRYPT, -1);
+	if (c->peer_reason == OSSUARY_DISCONNECT_CLEAN) {
+		c->rx_closed = true;
+		oss_event(c, OSSUARY_EVENT_END_OF_FILE);
+		return OSSUARY_ERR_EOF;
+	}
+	return oss_fail(c, c->peer_reason == OSSUARY_DISCONNECT_AUTH ?
+			OSSUARY_ERR_REFUSED : OSSUARY_ERR_DISCONNECTED, -1);
+}
+
+/* Handshake stage, client: the SERVER_HELLO failed to open. */
+static int hello_failed(OssuaryConnection *c)
+{
+	if (c->on_bad_record != OSS_BAD_RECORD_RESET)
+		return oss_fail(c, OSSUARY_ERR_DECRYPT, OSSUARY_DISCONNECT_ERROR);
+	if (c->resets_so_far >= OSS_MAX_RESETS)
+		return oss_fail(c, OSSUARY_ERR_TOO_MANY_RESETS,
+				OSSUARY_DISCONNECT_ERROR);
+	/* One-way: a cleartext RESET and at once a fresh CLIENT_HELLO. */
+	oss_wipe_handshake(c);
+	if (oss_queue_control(c, OSSUARY_RECORD_RESET, 0))
+		return oss_fail(c, OSSUARY_ERR_NO_MEMORY, -1);
+	return back_to_handshake(c, true);
+}
+
+/* Handshake stage, server: a cleartext RESET(0) from the client. */
+static int hello_reset_received(OssuaryConnection *c)
+{
+	/* Counted like any reset, never answered. */
+	if (c->resets_so_far >= OSS_MAX_RESETS)
+		return oss_fail(c, OSSUARY_ERR_TOO_MANY_RESETS,
+				OSSUARY_DISCONNECT_ERROR);
+	return back_to_handshake(c, false);
+}
+
+/* ---- The handshake stage ---- */
 
 int ossuary_send_handshake(OssuaryConnection *conn, uint8_t *out,
 			   size_t *out_len)
@@ -230,14 +278,14 @@ int ossuary_send_handshake(OssuaryConnection *conn, uint8_t *out,
 	if (!conn || !out || !out_len || *out_len == 0 || *out_len > SSIZE_MAX)
 		return OSSUARY_ERR_INVALID;
 	if (conn->stage == OSS_STAGE_NEW) {
-		int rc = oss_hs_start_client(conn);
+		int rc = oss_hs_client_hello(conn);
 
 		if (rc) {
 			*out_len = 0;
 			return rc;
 		}
 	}
-	n = outq_drain(conn, out, *out_len);
+	n = oss_outq_drain(conn, out, *out_len);
 	if (n < 0) {
 		*out_len = 0;
 		return (int)n;
@@ -248,111 +296,170 @@ int ossuary_send_handshake(OssuaryConnection *conn, uint8_t *out,
 	return (int)n;
 }
 
-/* ---- Events ---- */
-
-void oss_event(OssuaryConnection *c, int ev)
+int ossuary_recv_handshake(OssuaryConnection *conn, const uint8_t *in,
+			   size_t *in_len)
 {
-	unsigned int slot = (c->ev_head + c->ev_count) % OSS_EVENTS_MAX;
+	size_t avail, pos = 0;
+	int rc = OSSUARY_OK;
 
-	c->events[slot] = ev;
-	if (c->ev_count < OSS_EVENTS_MAX)
-		c->ev_count++;
-	else
-		c->ev_head = (c->ev_head + 1) % OSS_EVENTS_MAX;
+	if (!conn || !in_len || (!in && *in_len))
+		return OSSUARY_ERR_INVALID;
+	avail = *in_len;
+	*in_len = 0;
+	if (conn->stage == OSS_STAGE_NEW) {
+		rc = oss_hs_client_hello(conn);
+		if (rc)
+			return rc;
+	}
+	switch (conn->stage) {
+	case OSS_STAGE_FAILED:
+		return conn->error;
+	case OSS_STAGE_ESTABLISHED:
+		return OSSUARY_ERR_STATE;
+	case OSS_STAGE_PAUSED:
+		return OSSUARY_ERR_UNTRUSTED_SERVER;
+	default:
+		break;
+	}
+	/* Whole records only, and never past the last handshake record. */
+	while (avail - pos >= OSS_HDR && oss_outq_room(conn) >= OSS_OUTQ_RESERVE) {
+		const uint8_t *rec = in + pos;
+		size_t len = OSS_HDR + ((size_t)rec[2] << 8 | rec[3]);
+
+		rc = oss_hs_check_header(conn, rec);
+		if (rc) {
+			rc = oss_fail(conn, rc, OSSUARY_DISCONNECT_ERROR);
+			break;
+		}
+		if (avail - pos < len)
+			break;
+		pos += len;
+		rc = oss_hs_record(conn, rec);
+		switch (rc) {
+		case OSS_NEXT_ESTABLISHED:
+			enter_established(conn);
+			rc = OSSUARY_OK;
+			break;
+		case OSS_NEXT_BAD_RECORD:
+			rc = hello_failed(conn);
+			break;
+		case OSS_NEXT_RESET:
+			rc = hello_reset_received(conn);
+			break;
+		default:
+			break;
+		}
+		if (rc || conn->stage == OSS_STAGE_ESTABLISHED ||
+		    conn->stage == OSS_STAGE_PAUSED)
+			break;
+	}
+	sodium_memzero(conn->scratch, OSS_SH_INNER);
+	*in_len = pos;
+	if (rc)
+		return rc;
+	return pos ? OSSUARY_OK : OSSUARY_ERR_WOULD_BLOCK;
 }
 
-int ossuary_next_event(OssuaryConnection *conn)
+int ossuary_approve_server(OssuaryConnection *conn)
 {
-	int ev;
+	int rc;
 
 	if (!conn)
 		return OSSUARY_ERR_INVALID;
-	if (conn->ev_count == 0)
-		return OSSUARY_EVENT_NONE;
-	ev = conn->events[conn->ev_head];
-	conn->ev_head = (conn->ev_head + 1) % OSS_EVENTS_MAX;
-	conn->ev_count--;
-	return ev;
+	if (conn->stage != OSS_STAGE_PAUSED)
+		return OSSUARY_ERR_STATE;
+	rc = oss_add_key(conn, conn->peer_auth_pk);
+	if (rc)
+		return rc;
+	rc = oss_hs_client_finish(conn);
+	if (rc != OSS_NEXT_ESTABLISHED)
+		return rc;
+	enter_established(conn);
+	return OSSUARY_OK;
 }
 
-/* ---- Failing and control records ---- */
+/* ---- The established stage ---- */
 
-size_t oss_seal_need(const OssuaryConnection *c, uint8_t type, size_t len)
+ssize_t ossuary_recv_data(OssuaryConnection *conn, const uint8_t *in,
+			  size_t *in_len, uint8_t *out, size_t *out_len)
 {
-	size_t n = OSS_HDR + len + OSS_TAG;
+	OssuaryConnection *c = conn;
+	size_t avail, room, pos = 0, got = 0;
+	int rc;
 
-	if (type != OSSUARY_RECORD_KEY_UPDATE && c->tx.seq >= OSSUARY_SEQ_LAST)
-		n += OSS_HDR + OSS_SEALED_CTRL_BODY;
-	return n;
-}
-
-size_t oss_seal_next(OssuaryConnection *c, uint8_t type, const uint8_t *pt,
-		     size_t len, uint8_t *out)
-{
-	size_t n = 0;
-
-	if (type != OSSUARY_RECORD_KEY_UPDATE && c->tx.seq >= OSSUARY_SEQ_LAST) {
-		/* Only KEY_UPDATE may use the last seq of a secret. */
-		static const uint8_t zero;
-
-		oss_seal(&c->tx, c->tx.seq, OSSUARY_RECORD_KEY_UPDATE, &zero, 1,
-			 NULL, 0, out);
-		oss_dir_ratchet(&c->tx);
-		n = OSS_HDR + OSS_SEALED_CTRL_BODY;
+	if (!c || !in_len || !out || !out_len || (!in && *in_len) ||
+	    *in_len > SSIZE_MAX || *out_len > SSIZE_MAX)
+		return OSSUARY_ERR_INVALID;
+	avail = *in_len;
+	room = *out_len;
+	*in_len = 0;
+	*out_len = 0;
+	if (c->stage != OSS_STAGE_ESTABLISHED)
+		return oss_ch_not_established(c);
+	if (c->rx_closed && avail == 0)
+		return OSSUARY_ERR_EOF;
+	for (;;) {
+		rc = oss_ch_input(c, in, avail, &pos, out, room, &got);
+		if (rc == OSS_NEXT_BAD_RECORD) {
+			rc = bad_record(c);
+			if (rc == OSSUARY_OK)
+				continue;	/* resetting: open and discard the rest */
+		} else if (rc == OSS_NEXT_RESET) {
+			rc = reset_received(c);
+		} else if (rc == OSS_NEXT_DISCONNECT) {
+			rc = disconnect_received(c);
+		} else if (rc == OSS_NEXT_CLEAR_DISCONNECT) {
+			/* Unauthenticated, so whatever its reason: no answer. */
+			oss_event(c, OSSUARY_EVENT_HANDSHAKE_FAILED);
+			rc = oss_fail(c, OSSUARY_ERR_HANDSHAKE_FAILED, -1);
+		}
+		break;
 	}
-	oss_seal(&c->tx, c->tx.seq, type, pt, len, NULL, 0, out + n);
-	if (type == OSSUARY_RECORD_KEY_UPDATE)
-		oss_dir_ratchet(&c->tx);
-	else
-		c->tx.seq++;
-	return n + OSS_HDR + len + OSS_TAG;
+	sodium_memzero(c->scratch, sizeof(c->scratch));
+	*in_len = pos;
+	*out_len = got;
+	if (rc)
+		return rc;
+	if (got || pos)
+		return (ssize_t)got;
+	return OSSUARY_ERR_WOULD_BLOCK;
 }
 
-int oss_queue_sealed(OssuaryConnection *c, uint8_t type, const uint8_t *pt,
-		     size_t len)
+int ossuary_reset(OssuaryConnection *conn)
 {
-	size_t need = oss_seal_need(c, type, len);
-
-	if (oss_outq_room(c) < need)
+	if (!conn)
+		return OSSUARY_ERR_INVALID;
+	/* A peer that closed its side answers nothing, so no exchange could end. */
+	if (conn->stage != OSS_STAGE_ESTABLISHED || conn->reset_sent ||
+	    conn->tx_closed || conn->rx_closed)
+		return conn->stage == OSS_STAGE_FAILED ? conn->error
+						       : OSSUARY_ERR_STATE;
+	if (oss_outq_room(conn) < OSS_HDR + OSS_SEALED_CTRL_BODY + OSS_OUTQ_RESERVE)
 		return OSSUARY_ERR_WOULD_BLOCK;
-	oss_seal_next(c, type, pt, len, oss_outq_claim(c, need));
-	return OSSUARY_OK;
+	return start_reset(conn, false);
 }
 
-int oss_queue_control(OssuaryConnection *c, uint8_t type, uint8_t value)
+int ossuary_recv_eof(OssuaryConnection *conn)
 {
-	uint8_t *p;
-
-	if (c->have_app_keys)
-		return oss_queue_sealed(c, type, &value, 1);
-	p = oss_outq_claim(c, OSS_HDR + 1);
-	if (!p)
-		return OSSUARY_ERR_WOULD_BLOCK;
-	oss_put_header(p, type, 1);
-	p[OSS_HDR] = value;
-	return OSSUARY_OK;
+	if (!conn)
+		return OSSUARY_ERR_INVALID;
+	if (conn->stage == OSS_STAGE_FAILED)
+		return conn->error;
+	/* Bytes of a record that failed to open are missing: never a clean end. */
+	if (conn->stage == OSS_STAGE_ESTABLISHED && conn->reset_sent &&
+	    conn->reset_after_failure)
+		return oss_fail(conn, OSSUARY_ERR_DECRYPT, -1);
+	if (conn->stage == OSS_STAGE_ESTABLISHED && conn->rx_closed)
+		return OSSUARY_OK;
+	/* A FIN without DISCONNECT(0) first is never a clean end. */
+	return oss_fail(conn, OSSUARY_ERR_TRUNCATED, -1);
 }
 
-void oss_wipe_app_keys(OssuaryConnection *c)
+int ossuary_peer_disconnect_reason(const OssuaryConnection *conn)
 {
-	oss_dir_wipe(&c->tx);
-	oss_dir_wipe(&c->rx);
-	c->have_app_keys = false;
-}
-
-int oss_fail(OssuaryConnection *c, int err, int reason)
-{
-	if (c->stage == OSS_STAGE_FAILED)
-		return c->error;
-	/* After our DISCONNECT or RESET we answer nothing more. */
-	if (reason >= 0 && !c->tx_closed && !c->reset_sent)
-		oss_queue_control(c, OSSUARY_RECORD_DISCONNECT, (uint8_t)reason);
-	c->tx_closed = true;
-	c->stage = OSS_STAGE_FAILED;
-	c->error = err;
-	oss_wipe_handshake(c);
-	oss_wipe_app_keys(c);
-	return err;
+	if (!conn)
+		return OSSUARY_ERR_INVALID;
+	return conn->peer_reason >= 0 ? conn->peer_reason : OSSUARY_ERR_STATE;
 }
 
 int ossuary_handshake_done(const OssuaryConnection *conn)

@@ -3,6 +3,10 @@
  * The handshake (PROTOCOL.md "Handshake", "Who accepts whom"):
  * CLIENT_HELLO, SERVER_HELLO, CLIENT_AUTH, the transcript hashes, the
  * key schedule, and the trust-on-first-use pause.
+ *
+ * This file moves only between the handshake's own steps. Entering the
+ * established stage, and anything to do with RESET, is connection.c's:
+ * a record that asks for either is reported as an OSS_NEXT_* outcome.
  */
 #include <string.h>
 
@@ -14,7 +18,7 @@ static const char SERVER_CTX[] = "ossuary2 server";
 static const char CLIENT_CTX[] = "ossuary2 client";
 
 /* Fresh ephemeral key, nonce and challenge: injected by a test, or random. */
-void oss_hs_begin(OssuaryConnection *c)
+static void hs_begin(OssuaryConnection *c)
 {
 	if (c->n_inject) {
 		struct oss_hs_inputs *in = &c->inject[0];
@@ -140,21 +144,13 @@ static int check_peer_sig(const char *ctx, const uint8_t th[32],
 	return 1;
 }
 
-void oss_wipe_handshake(OssuaryConnection *c)
-{
-	sodium_memzero(c->eph_sk, sizeof(c->eph_sk));
-	sodium_memzero(c->prk, sizeof(c->prk));
-	oss_dir_wipe(&c->hs_tx);
-	oss_dir_wipe(&c->hs_rx);
-}
-
-int oss_hs_start_client(OssuaryConnection *c)
+int oss_hs_client_hello(OssuaryConnection *c)
 {
 	uint8_t *p = oss_outq_claim(c, OSS_HDR + OSS_CH_BODY);
 
 	if (!p)
 		return OSSUARY_ERR_WOULD_BLOCK;
-	oss_hs_begin(c);
+	hs_begin(c);
 	oss_put_header(p, OSSUARY_RECORD_CLIENT_HELLO, OSS_CH_BODY);
 	memcpy(p + OSS_HDR, c->eph_pk, 32);
 	memcpy(p + OSS_HDR + 32, c->nonce, 12);
@@ -164,6 +160,16 @@ int oss_hs_start_client(OssuaryConnection *c)
 	return OSSUARY_OK;
 }
 
+void oss_hs_server_wait(OssuaryConnection *c)
+{
+	oss_wipe_handshake(c);
+	sodium_memzero(c->transcript, sizeof(c->transcript));
+	c->transcript_len = 0;
+	c->peer_key_known = false;
+	sodium_memzero(c->peer_auth_pk, 32);
+	c->stage = OSS_STAGE_WAIT_CH;
+}
+
 /* Server: CLIENT_HELLO in, SERVER_HELLO out. */
 static int on_client_hello(OssuaryConnection *c, const uint8_t *body)
 {
@@ -171,7 +177,7 @@ static int on_client_hello(OssuaryConnection *c, const uint8_t *body)
 	uint8_t *p;
 	int rc;
 
-	oss_hs_begin(c);
+	hs_begin(c);
 	transcript_add(c, body, OSS_CH_BODY);
 	memcpy(clear, c->eph_pk, 32);
 	memcpy(clear + 32, c->nonce, 12);
@@ -204,12 +210,13 @@ int oss_hs_client_finish(OssuaryConnection *c)
 		 NULL, 0, p);
 	schedule_app(c);
 	oss_wipe_handshake(c);
-	c->stage = OSS_STAGE_ESTABLISHED;
-	oss_event(c, OSSUARY_EVENT_HANDSHAKE_DONE);
-	return OSSUARY_OK;
+	return OSS_NEXT_ESTABLISHED;
 }
 
-/* Client: SERVER_HELLO in; accept, pause, or refuse. */
+/*
+ * Client: SERVER_HELLO in; accept, pause, or refuse. One whose sealed
+ * part fails to open is connection.c's to answer (RESET or failure).
+ */
 static int on_server_hello(OssuaryConnection *c, const uint8_t *rec)
 {
 	const uint8_t *body = rec + OSS_HDR;
@@ -223,7 +230,7 @@ static int on_server_hello(OssuaryConnection *c, const uint8_t *rec)
 		return oss_fail(c, rc, OSSUARY_DISCONNECT_ERROR);
 	if (oss_open(&c->hs_rx, 0, rec, body, OSS_SH_CLEAR, body + OSS_SH_CLEAR,
 		     OSS_SH_BODY - OSS_SH_CLEAR, inner) != 0)
-		return oss_fail(c, OSSUARY_ERR_DECRYPT, OSSUARY_DISCONNECT_ERROR);
+		return OSS_NEXT_BAD_RECORD;
 	transcript_add(c, inner, OSS_SH_INNER);
 	rc = check_peer_sig(SERVER_CTX, th1, inner, inner + 64);
 	if (rc < 0)
@@ -266,9 +273,7 @@ static int on_client_auth(OssuaryConnection *c, const uint8_t *rec)
 	if (c->type == CONN_TYPE_AUTHENTICATED_SERVER &&
 	    (rc == 0 || !oss_key_listed(c, c->peer_auth_pk)))
 		return oss_fail(c, OSSUARY_ERR_AUTH, OSSUARY_DISCONNECT_AUTH);
-	c->stage = OSS_STAGE_ESTABLISHED;
-	oss_event(c, OSSUARY_EVENT_HANDSHAKE_DONE);
-	return OSSUARY_OK;
+	return OSS_NEXT_ESTABLISHED;
 }
 
 int oss_hs_check_header(OssuaryConnection *c, const uint8_t hdr[4])
@@ -306,79 +311,18 @@ int oss_hs_record(OssuaryConnection *c, const uint8_t *rec)
 	case OSSUARY_RECORD_CLIENT_AUTH:
 		return on_client_auth(c, rec);
 	case OSSUARY_RECORD_DISCONNECT:
+		c->peer_reason = rec[OSS_HDR];
 		return oss_fail(c, rec[OSS_HDR] == OSSUARY_DISCONNECT_AUTH ?
 				   OSSUARY_ERR_REFUSED : OSSUARY_ERR_DISCONNECTED, -1);
 	case OSSUARY_RECORD_RESET:
-		if (rec[OSS_HDR] != 0)
+		/* One-way, and only a client sends it in this stage. */
+		if (c->type == CONN_TYPE_CLIENT || rec[OSS_HDR] != 0)
 			return oss_fail(c, OSSUARY_ERR_PROTOCOL,
 					OSSUARY_DISCONNECT_ERROR);
-		return oss_reset_received(c);
+		return OSS_NEXT_RESET;
 	default:
 		return oss_fail(c, OSSUARY_ERR_PROTOCOL, OSSUARY_DISCONNECT_ERROR);
 	}
-}
-
-int ossuary_recv_handshake(OssuaryConnection *conn, const uint8_t *in,
-			   size_t *in_len)
-{
-	size_t avail, pos = 0;
-	int rc = OSSUARY_OK;
-
-	if (!conn || !in_len || (!in && *in_len))
-		return OSSUARY_ERR_INVALID;
-	avail = *in_len;
-	*in_len = 0;
-	if (conn->stage == OSS_STAGE_NEW) {
-		rc = oss_hs_start_client(conn);
-		if (rc)
-			return rc;
-	}
-	switch (conn->stage) {
-	case OSS_STAGE_FAILED:
-		return conn->error;
-	case OSS_STAGE_ESTABLISHED:
-		return OSSUARY_ERR_STATE;
-	case OSS_STAGE_PAUSED:
-		return OSSUARY_ERR_UNTRUSTED_SERVER;
-	default:
-		break;
-	}
-	/* Whole records only, and never past the last handshake record. */
-	while (avail - pos >= OSS_HDR && oss_outq_room(conn) >= OSS_OUTQ_RESERVE) {
-		const uint8_t *rec = in + pos;
-		size_t len = OSS_HDR + ((size_t)rec[2] << 8 | rec[3]);
-
-		rc = oss_hs_check_header(conn, rec);
-		if (rc) {
-			rc = oss_fail(conn, rc, OSSUARY_DISCONNECT_ERROR);
-			break;
-		}
-		if (avail - pos < len)
-			break;
-		pos += len;
-		rc = oss_hs_record(conn, rec);
-		if (rc || conn->stage == OSS_STAGE_ESTABLISHED ||
-		    conn->stage == OSS_STAGE_PAUSED)
-			break;
-	}
-	*in_len = pos;
-	if (rc)
-		return rc;
-	return pos ? OSSUARY_OK : OSSUARY_ERR_WOULD_BLOCK;
-}
-
-int ossuary_approve_server(OssuaryConnection *conn)
-{
-	int rc;
-
-	if (!conn)
-		return OSSUARY_ERR_INVALID;
-	if (conn->stage != OSS_STAGE_PAUSED)
-		return OSSUARY_ERR_STATE;
-	rc = oss_add_key(conn, conn->peer_auth_pk);
-	if (rc)
-		return rc;
-	return oss_hs_client_finish(conn);
 }
 
 int ossuary_refuse_server(OssuaryConnection *conn)

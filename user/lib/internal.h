@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "ossuary.h"
 #include "uapi/linux/ossuary.h"
@@ -107,6 +108,9 @@ struct OssuaryConnection {
 	bool tx_closed;		/* we sent DISCONNECT (any reason) */
 	bool rx_closed;		/* peer sent DISCONNECT(0) */
 	bool reset_sent;	/* RESET sent, waiting for the peer's */
+	bool reset_after_failure; /* ... because a record failed to open */
+	bool first_after_auth;	/* client: nothing received since CLIENT_AUTH */
+	int peer_reason;	/* reason byte of the peer's DISCONNECT, or -1 */
 	unsigned int resets_so_far;
 
 	uint8_t outq[OSS_OUTQ_SIZE];
@@ -147,11 +151,28 @@ int oss_open(const struct oss_dir *d, uint64_t seq, const uint8_t hdr[4],
 	     size_t body_len, uint8_t *pt);
 bool oss_is_zero(const uint8_t *p, size_t n);
 
-/* connection.c: output queue, events, failing. */
+/*
+ * The library is layered; each file uses only what is below it:
+ *
+ *   connection.c  the object, and the stage machine: handshake ->
+ *                 established -> reset -> handshake, failing, closing
+ *   handshake.c   handshake-stage records      channel.c  established-stage
+ *                                                         records, app calls
+ *   core.c        owed output, events, sealing the next record, failing
+ *   record.c, hkdf.c
+ *
+ * handshake.c and channel.c never call each other, and never start or
+ * end a stage: they report what a record asks for (the OSS_NEXT_*
+ * outcomes below) and connection.c acts on it.
+ */
+
+/* core.c: output queue, events, sealing, failing. */
 int oss_lazy_init(void);
 size_t oss_outq_room(const OssuaryConnection *c);
 uint8_t *oss_outq_claim(OssuaryConnection *c, size_t n);
 size_t oss_outq_take_all(OssuaryConnection *c, uint8_t *out);
+/* Moves whole queued records that fit in room; BUFFER_TOO_SMALL if none fits. */
+ssize_t oss_outq_drain(OssuaryConnection *c, uint8_t *out, size_t room);
 void oss_event(OssuaryConnection *c, int ev);
 /* Latches err; queues DISCONNECT(reason) first when reason >= 0 and we may. */
 int oss_fail(OssuaryConnection *c, int err, int reason);
@@ -168,27 +189,72 @@ int oss_queue_sealed(OssuaryConnection *c, uint8_t type, const uint8_t *pt,
 bool oss_key_listed(const OssuaryConnection *c, const uint8_t key[32]);
 int oss_add_key(OssuaryConnection *c, const uint8_t key[32]);
 void oss_wipe_app_keys(OssuaryConnection *c);
-
-/* handshake.c */
 /* Wipes the ephemeral secret, PRK and handshake traffic secrets. */
 void oss_wipe_handshake(OssuaryConnection *c);
-int oss_hs_start_client(OssuaryConnection *c);
-void oss_hs_begin(OssuaryConnection *c);
+
+/*
+ * What a stage file asks connection.c to do about the record it just
+ * consumed (positive, so that they never collide with OSSUARY_ERR_*).
+ */
+enum oss_next {
+	OSS_NEXT_NONE = 0,
+	OSS_NEXT_ESTABLISHED,	/* handshake: the application secrets are installed */
+	OSS_NEXT_BAD_RECORD,	/* a record failed to open, framing intact; its seq is skipped */
+	OSS_NEXT_RESET,		/* the peer's RESET(0) (sealed, or a server's cleartext one) */
+	OSS_NEXT_DISCONNECT,	/* the peer's sealed DISCONNECT; reason in peer_reason */
+	OSS_NEXT_CLEAR_DISCONNECT, /* client: cleartext DISCONNECT right after CLIENT_AUTH */
+};
+
+/* handshake.c */
+/* Client: fresh inputs, CLIENT_HELLO queued, waits for SERVER_HELLO. */
+int oss_hs_client_hello(OssuaryConnection *c);
+/* Server: drops any handshake in progress and waits for a CLIENT_HELLO. */
+void oss_hs_server_wait(OssuaryConnection *c);
 /* Checks one handshake-stage header (no app RX keys); 0 or a negative code. */
 int oss_hs_check_header(OssuaryConnection *c, const uint8_t hdr[4]);
-/* Handles one whole handshake-stage record; 0, OSSUARY_ERR_RESET or an error. */
+/* Handles one whole handshake-stage record: 0, an OSS_NEXT_* or an error. */
 int oss_hs_record(OssuaryConnection *c, const uint8_t *rec);
+/* Client: CLIENT_AUTH queued, app secrets in; OSS_NEXT_ESTABLISHED or an error. */
 int oss_hs_client_finish(OssuaryConnection *c);
 
 /* channel.c */
-/* Completes a reset exchange: drops app keys, client sends CLIENT_HELLO. */
-int oss_reset_complete(OssuaryConnection *c);
-/* A RESET arrived: answer, count, or refuse the fifth. */
-int oss_reset_received(OssuaryConnection *c);
+/*
+ * Opens whole established-stage records from in[*pos, avail) into
+ * out[*got, room), advancing both. Returns 0 when it stopped (input or
+ * room ran out, or delivered bytes go first), an OSS_NEXT_* for the
+ * record just consumed, or an error (the connection has failed).
+ */
+int oss_ch_input(OssuaryConnection *c, const uint8_t *in, size_t avail,
+		 size_t *pos, uint8_t *out, size_t room, size_t *got);
+/* Established-stage app calls are refused with this while not established. */
+int oss_ch_not_established(const OssuaryConnection *c);
 
 /* keyhex.c */
 /* Decodes exactly 64 hex digits at hex into key; 0, or -1 if any is not hex. */
 int oss_key_from_hex(const char *hex, uint8_t key[32]);
+/* The first line of a key file says what it holds (keyfile.c has the format). */
+#define OSS_SECRET_KEY_TYPE "ossuary-secret-key-v1"
+#define OSS_PUBLIC_KEY_TYPE "ossuary-public-key-v1"
+enum {
+	OSS_MARK_NONE = 0,	/* anything else */
+	OSS_MARK_SECRET_TYPE,	/* the line OSS_SECRET_KEY_TYPE */
+	OSS_MARK_PUBLIC_TYPE,	/* the line OSS_PUBLIC_KEY_TYPE */
+	OSS_MARK_OTHER_TYPE,	/* "ossuary-..." alone: another kind or version */
+	OSS_MARK_OLD_SECRET,	/* the comment older keygens put in a secret key file */
+	OSS_MARK_OLD_PUBLIC,	/* ... and in a public key file */
+};
+/* What one line (no newline) says about the kind of file it is in. */
+int oss_key_mark(const char *line, size_t len);
+/* An OSS_MARK_OTHER_TYPE line, quoted for a message if it is safe to repeat. */
+void oss_key_type_name(const char *line, size_t len, char *out, size_t cap);
+/* Why the text where a key should be is not 64 hex digits (+ blank, comment). */
+void oss_key_text_problem(const char *s, size_t len, char *out, size_t cap);
+/* Sets ossuary_key_file_error()'s text and errno (err); returns rc. */
+int oss_key_error(int rc, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void oss_key_error_clear(void);
+/* Makes path's missing directory (the last one only, mode 0700); -1 + errno. */
+int oss_key_parent_dir(const char *path, int *created);
 
 /* ---- testing.c: hooks for deterministic tests, never for applications ---- */
 

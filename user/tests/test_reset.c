@@ -4,6 +4,11 @@
  * two sides exchange RESET, the client re-handshakes on the same stream
  * and the channel carries data again under new secrets. Four exchanges
  * are allowed per connection; the fifth is refused with DISCONNECT(1).
+ *
+ * Revision 2.1: the handshake stage's one-way RESET (client only, never
+ * answered, counted), the initiator's silence until the peer's RESET, a
+ * reset started by a failed record that can never end cleanly, and the
+ * two reset events (OSSUARY_EVENT_RESET, _RESET_AFTER_FAILURE).
  */
 #define HARNESS_MAIN
 /* harness.h's main() keeps locals across setjmp that GCC -O2 flags falsely. */
@@ -107,8 +112,11 @@ static void recover(struct pair *p, unsigned int n)
 	ep_shuttle(&p->c, &p->s);
 	CHECK_EQ(p->c.err, 0);
 	CHECK_EQ(p->s.err, 0);
-	CHECK_EQ(count(&p->c, OSSUARY_EVENT_RESET), 1);
+	/* The client started it on a failed record; the server was asked. */
+	CHECK_EQ(count(&p->c, OSSUARY_EVENT_RESET_AFTER_FAILURE), 1);
+	CHECK_EQ(count(&p->c, OSSUARY_EVENT_RESET), 0);
 	CHECK_EQ(count(&p->s, OSSUARY_EVENT_RESET), 1);
+	CHECK_EQ(count(&p->s, OSSUARY_EVENT_RESET_AFTER_FAILURE), 0);
 	CHECK_EQ(count(&p->c, OSSUARY_EVENT_HANDSHAKE_DONE), 1);
 	CHECK_EQ(count(&p->s, OSSUARY_EVENT_HANDSHAKE_DONE), 1);
 	CHECK_EQ(p->c.c->resets_so_far, n);
@@ -240,7 +248,7 @@ TEST(simultaneous_reset)
 	free_pair(&p);
 }
 
-/* A half-closed side answers a RESET with nothing, and reports the end. */
+/* A half-closed side answers a RESET with nothing, and reports a reset. */
 TEST(reset_to_half_closed_side)
 {
 	struct pair p;
@@ -252,7 +260,7 @@ TEST(reset_to_half_closed_side)
 	ep_drain(&p.c);
 	ep_drain(&p.s);
 	ep_shuttle(&p.c, &p.s);
-	CHECK_EQ(p.c.err, OSSUARY_ERR_DISCONNECTED);
+	CHECK_EQ(p.c.err, OSSUARY_ERR_RESET);
 	CHECK_EQ(p.c.out.len, 0);
 	free_pair(&p);
 }
@@ -318,5 +326,349 @@ TEST(random_resets_with_traffic_in_flight)
 	CHECK_EQ(p.s.err, 0);
 	CHECK_EQ(p.s.c->resets_so_far, 4);
 	exchange(&p, k);
+	free_pair(&p);
+}
+
+/* ---- Revision 2.1 ---- */
+
+static const uint8_t CLEAR_RESET[5] = { 2, OSSUARY_RECORD_RESET, 0, 1, 0 };
+static const uint8_t CLEAR_DISCONNECT_1[5] = { 2, OSSUARY_RECORD_DISCONNECT, 0, 1, 1 };
+
+/* Moves e's unread output into *b (the caller frees it). */
+static void take(struct ep *e, struct bytes *b)
+{
+	*b = e->out;
+	memset(&e->out, 0, sizeof(e->out));
+}
+
+/* Delivers e's unread output to peer, optionally flipping its last bit. */
+static void pass(struct ep *e, struct ep *peer, bool damage)
+{
+	struct bytes w;
+
+	take(e, &w);
+	if (damage && w.len)
+		w.p[w.len - 1] ^= 0x01;
+	ep_feed(peer, w.p, w.len);
+	bytes_free(&w);
+}
+
+/* A client whose CLIENT_HELLO the server has answered: SERVER_HELLO in s.out. */
+static void hello_pair(struct pair *p)
+{
+	uint8_t buf[128];
+	size_t n = sizeof(buf);
+
+	CHECK_EQ(ossuary_generate_auth_keypair(p->server_sk, p->server_pk), OSSUARY_OK);
+	CHECK_EQ(ossuary_generate_auth_keypair(p->client_sk, p->client_pk), OSSUARY_OK);
+	ep_init(&p->c, ossuary_create_connection(CONN_TYPE_CLIENT, p->client_sk));
+	ep_init(&p->s, ossuary_create_connection(CONN_TYPE_AUTHENTICATED_SERVER,
+						 p->server_sk));
+	CHECK_EQ(ossuary_add_authorized_key(p->c.c, p->server_pk), OSSUARY_OK);
+	CHECK_EQ(ossuary_add_authorized_key(p->s.c, p->client_pk), OSSUARY_OK);
+	CHECK_EQ(ossuary_send_handshake(p->c.c, buf, &n), 80);
+	ep_feed(&p->s, buf, n);
+	CHECK_EQ(p->s.out.len, 192);
+}
+
+/*
+ * Handshake stage: a SERVER_HELLO that fails to open makes the client
+ * send a cleartext RESET and at once a fresh CLIENT_HELLO; the server
+ * counts it, answers only the CLIENT_HELLO, and the handshake completes.
+ */
+TEST(handshake_reset_after_a_damaged_server_hello)
+{
+	struct pair p;
+	uint8_t k[32];
+
+	hello_pair(&p);
+	pass(&p.s, &p.c, true);
+	CHECK_EQ(p.c.err, 0);
+	CHECK_EQ(p.c.out.len, 5 + 80);
+	CHECK_MEM(p.c.out.p, CLEAR_RESET, 5);
+	CHECK_EQ(p.c.out.p[6], OSSUARY_RECORD_CLIENT_HELLO);
+	CHECK_EQ(count(&p.c, OSSUARY_EVENT_RESET_AFTER_FAILURE), 1);
+	CHECK_EQ(p.c.c->resets_so_far, 1);
+	CHECK_EQ(ossuary_handshake_done(p.c.c), 0);
+	clear(&p.c);
+	pass(&p.c, &p.s, false);
+	CHECK_EQ(p.s.err, 0);
+	CHECK_EQ(p.s.out.len, 192);	/* SERVER_HELLO, nothing for the RESET */
+	CHECK_EQ(p.s.out.p[1], OSSUARY_RECORD_SERVER_HELLO);
+	CHECK_EQ(count(&p.s, OSSUARY_EVENT_RESET), 1);
+	CHECK_EQ(p.s.c->resets_so_far, 1);
+	ep_shuttle(&p.c, &p.s);
+	CHECK_EQ(ossuary_handshake_done(p.c.c), 1);
+	CHECK_EQ(ossuary_handshake_done(p.s.c), 1);
+	exchange(&p, k);
+	free_pair(&p);
+}
+
+/* Where the client would fail instead (kernel-like policy): DISCONNECT(1). */
+TEST(damaged_server_hello_without_recovery)
+{
+	struct pair p;
+
+	hello_pair(&p);
+	ossuary__set_on_bad_record(p.c.c, OSS_BAD_RECORD_DISCONNECT);
+	pass(&p.s, &p.c, true);
+	CHECK_EQ(p.c.err, OSSUARY_ERR_DECRYPT);
+	CHECK_EQ(p.c.out.len, 5);
+	CHECK_MEM(p.c.out.p, CLEAR_DISCONNECT_1, 5);
+	free_pair(&p);
+}
+
+/* Servers never send RESET in the handshake stage: a client refuses one. */
+TEST(client_in_handshake_refuses_reset)
+{
+	struct pair p;
+
+	hello_pair(&p);
+	ep_feed(&p.c, CLEAR_RESET, 5);
+	CHECK_EQ(p.c.err, OSSUARY_ERR_PROTOCOL);
+	CHECK_EQ(p.c.out.len, 5);
+	CHECK_MEM(p.c.out.p, CLEAR_DISCONNECT_1, 5);
+	CHECK_EQ(p.c.c->resets_so_far, 0);
+	CHECK_EQ(count(&p.c, OSSUARY_EVENT_RESET), 0);
+	free_pair(&p);
+}
+
+/* Handshake-stage resets count: the client's fifth is refused. */
+TEST(fifth_handshake_reset_refused_by_the_client)
+{
+	struct pair p;
+
+	hello_pair(&p);
+	for (unsigned int i = 1; i <= 4; i++) {
+		pass(&p.s, &p.c, true);
+		CHECK_EQ(p.c.err, 0);
+		CHECK_EQ(p.c.c->resets_so_far, i);
+		pass(&p.c, &p.s, false);
+		CHECK_EQ(p.s.err, 0);
+		CHECK_EQ(p.s.c->resets_so_far, i);
+		CHECK_EQ(p.s.out.len, 192);
+	}
+	pass(&p.s, &p.c, true);
+	CHECK_EQ(p.c.err, OSSUARY_ERR_TOO_MANY_RESETS);
+	CHECK_EQ(p.c.out.len, 5);
+	CHECK_MEM(p.c.out.p, CLEAR_DISCONNECT_1, 5);
+	pass(&p.c, &p.s, false);
+	CHECK_EQ(p.s.err, OSSUARY_ERR_DISCONNECTED);
+	free_pair(&p);
+}
+
+/* ... and a server refuses the fifth cleartext RESET, waiting or not. */
+TEST(fifth_handshake_reset_refused_by_the_server)
+{
+	struct pair p;
+
+	hello_pair(&p);
+	clear(&p.s);
+	bytes_clear(&p.s.out);
+	for (unsigned int i = 1; i <= 4; i++) {
+		ep_feed(&p.s, CLEAR_RESET, 5);
+		CHECK_EQ(p.s.err, 0);
+		CHECK_EQ(p.s.c->resets_so_far, i);
+		CHECK_EQ(p.s.out.len, 0);
+	}
+	CHECK_EQ(count(&p.s, OSSUARY_EVENT_RESET), 4);
+	ep_feed(&p.s, CLEAR_RESET, 5);
+	CHECK_EQ(p.s.err, OSSUARY_ERR_TOO_MANY_RESETS);
+	CHECK_EQ(p.s.out.len, 5);
+	CHECK_MEM(p.s.out.p, CLEAR_DISCONNECT_1, 5);
+	free_pair(&p);
+}
+
+/*
+ * A reset started because a record failed to open: if the peer closes
+ * (DISCONNECT(0), DISCONNECT(1), or just FIN) before its RESET arrives,
+ * the reader gets the integrity error, never end-of-file.
+ */
+TEST(failed_record_reset_never_ends_in_eof)
+{
+	for (int how = 0; how < 3; how++) {
+		struct pair p;
+		uint8_t out[64];
+		size_t il = 0, ol = sizeof(out);
+
+		established_pair(&p);
+		clear(&p.c);
+		damaged_record(&p);
+		CHECK(p.c.c->reset_sent);
+		CHECK_EQ(p.c.out.len, 21);
+		/* The server closes before it reads the client's RESET. */
+		if (how < 2) {
+			CHECK_EQ(ossuary_disconnect(p.s.c, how), OSSUARY_OK);
+			ep_drain(&p.s);
+			pass(&p.s, &p.c, false);
+			CHECK_EQ(p.c.err, OSSUARY_ERR_DECRYPT);
+		}
+		CHECK_EQ(ossuary_recv_eof(p.c.c), OSSUARY_ERR_DECRYPT);
+		CHECK_EQ(ossuary_recv_data(p.c.c, NULL, &il, out, &ol), OSSUARY_ERR_DECRYPT);
+		CHECK_EQ(ossuary_handshake_done(p.c.c), OSSUARY_ERR_DECRYPT);
+		ep_drain(&p.c);
+		CHECK_EQ(count(&p.c, OSSUARY_EVENT_END_OF_FILE), 0);
+		CHECK_EQ(p.c.delivered.len, 3);	/* "one", never anything after */
+		CHECK_EQ(p.c.out.len, 21);	/* its RESET; nothing answers the close */
+		free_pair(&p);
+	}
+}
+
+/* An application's reset that the peer's DISCONNECT(0) overtakes reads end-of-file. */
+TEST(asked_reset_ends_in_eof_when_the_peer_closes)
+{
+	struct pair p;
+	uint8_t out[64];
+	size_t il = 0, ol = sizeof(out);
+
+	established_pair(&p);
+	clear(&p.c);
+	CHECK_EQ(ossuary_reset(p.c.c), OSSUARY_OK);
+	ep_drain(&p.c);
+	CHECK_EQ(ossuary_disconnect(p.s.c, 0), OSSUARY_OK);
+	ep_drain(&p.s);
+	pass(&p.s, &p.c, false);
+	CHECK_EQ(p.c.err, 0);
+	CHECK_EQ(count(&p.c, OSSUARY_EVENT_END_OF_FILE), 1);
+	CHECK_EQ(ossuary_recv_data(p.c.c, NULL, &il, out, &ol), OSSUARY_ERR_EOF);
+	CHECK_EQ(ossuary_recv_eof(p.c.c), OSSUARY_OK);
+	free_pair(&p);
+}
+
+/*
+ * The initiator seals nothing more until the peer's RESET: no DATA, no
+ * KEY_UPDATE, no answer to KEY_UPDATE(1); what the peer sealed before it
+ * saw our RESET is opened and dropped. Then both recover.
+ */
+TEST(reset_initiator_sends_nothing_more)
+{
+	struct pair p;
+	uint8_t out[64], k[32];
+	size_t room = sizeof(out);
+
+	established_pair(&p);
+	clear(&p.c);
+	clear(&p.s);
+	CHECK_EQ(ossuary_reset(p.c.c), OSSUARY_OK);
+	ep_drain(&p.c);
+	CHECK_EQ(p.c.out.len, 21);
+	CHECK_EQ(ossuary_send_data(p.c.c, (const uint8_t *)"x", 1, out, &room),
+		 OSSUARY_ERR_RESET);
+	CHECK_EQ(ossuary_key_update(p.c.c, 0), OSSUARY_ERR_RESET);
+	CHECK_EQ(ossuary_disconnect(p.c.c, 0), OSSUARY_ERR_STATE);
+	CHECK_EQ(ossuary_reset(p.c.c), OSSUARY_ERR_STATE);
+	CHECK_EQ(ossuary_key_update(p.s.c, 1), OSSUARY_OK);
+	ep_drain(&p.s);
+	ep_send(&p.s, "lost", 4);
+	pass(&p.s, &p.c, false);
+	CHECK_EQ(p.c.err, 0);
+	CHECK_EQ(p.c.out.len, 21);
+	CHECK_EQ(p.c.delivered.len, 0);
+	CHECK_EQ(p.c.n_events, 0);
+	ep_shuttle(&p.c, &p.s);
+	CHECK_EQ(count(&p.c, OSSUARY_EVENT_RESET), 1);
+	CHECK_EQ(count(&p.s, OSSUARY_EVENT_RESET), 1);
+	exchange(&p, k);
+	free_pair(&p);
+}
+
+/* Requests read in one input share one KEY_UPDATE(0); read apart, one each. */
+TEST(key_update_requests_coalesce)
+{
+	struct pair p;
+	uint8_t k[32];
+
+	established_pair(&p);
+	clear(&p.s);
+	CHECK_EQ(ossuary_key_update(p.c.c, 1), OSSUARY_OK);
+	ep_drain(&p.c);
+	ep_send(&p.c, "between", 7);
+	CHECK_EQ(ossuary_key_update(p.c.c, 1), OSSUARY_OK);
+	ep_drain(&p.c);
+	pass(&p.c, &p.s, false);
+	CHECK_EQ(p.s.err, 0);
+	CHECK_EQ(count(&p.s, OSSUARY_EVENT_KEY_UPDATE_REQUESTED), 2);
+	CHECK_EQ(p.s.delivered.len, 7);
+	CHECK_EQ(p.s.out.len, 21);
+	exchange(&p, k);
+
+	clear(&p.s);
+	for (int i = 0; i < 2; i++) {
+		CHECK_EQ(ossuary_key_update(p.c.c, 1), OSSUARY_OK);
+		ep_drain(&p.c);
+		pass(&p.c, &p.s, false);
+	}
+	CHECK_EQ(count(&p.s, OSSUARY_EVENT_KEY_UPDATE_REQUESTED), 2);
+	CHECK_EQ(p.s.out.len, 42);
+	exchange(&p, k);
+	free_pair(&p);
+}
+
+/*
+ * A CLIENT_AUTH that fails to open: the server answers a cleartext
+ * DISCONNECT(1); the client, established on its side, reports a failed
+ * handshake (its own code and event) and sends nothing back, whatever
+ * the reason byte says.
+ */
+TEST(client_auth_that_fails_to_open)
+{
+	for (uint8_t reason = 0; reason < 4; reason++) {
+		struct pair p;
+		uint8_t clear_dc[5] = { 2, OSSUARY_RECORD_DISCONNECT, 0, 1, reason };
+
+		hello_pair(&p);
+		pass(&p.s, &p.c, false);
+		CHECK_EQ(ossuary_handshake_done(p.c.c), 1);
+		CHECK_EQ(p.c.out.len, 116);
+		if (reason == 1) {
+			pass(&p.c, &p.s, true);	/* the real server's answer */
+			CHECK_EQ(p.s.err, OSSUARY_ERR_DECRYPT);
+			CHECK_EQ(p.s.out.len, 5);
+			CHECK_MEM(p.s.out.p, CLEAR_DISCONNECT_1, 5);
+			pass(&p.s, &p.c, false);
+		} else {
+			bytes_clear(&p.c.out);
+			ep_feed(&p.c, clear_dc, 5);
+		}
+		CHECK_EQ(p.c.err, OSSUARY_ERR_HANDSHAKE_FAILED);
+		CHECK_EQ(ossuary_handshake_done(p.c.c), OSSUARY_ERR_HANDSHAKE_FAILED);
+		CHECK_EQ(count(&p.c, OSSUARY_EVENT_HANDSHAKE_FAILED), 1);
+		CHECK_EQ(p.c.out.len, 0);
+		CHECK_EQ(ossuary_peer_disconnect_reason(p.c.c), reason);
+		free_pair(&p);
+	}
+}
+
+/* Only the very first record after CLIENT_AUTH may be cleartext. */
+TEST(cleartext_disconnect_after_a_sealed_record)
+{
+	struct pair p;
+
+	established_pair(&p);
+	ep_send(&p.s, "hi", 2);
+	pass(&p.s, &p.c, false);
+	CHECK_EQ(p.c.err, 0);
+	ep_feed(&p.c, CLEAR_DISCONNECT_1, 5);
+	CHECK_EQ(p.c.err, OSSUARY_ERR_PROTOCOL);
+	CHECK_EQ(count(&p.c, OSSUARY_EVENT_HANDSHAKE_FAILED), 0);
+	/* Answered sealed: DISCONNECT(1) under the client's send secret. */
+	CHECK_EQ(p.c.out.len, 21);
+	CHECK_EQ(p.c.out.p[1], OSSUARY_RECORD_DISCONNECT);
+	free_pair(&p);
+}
+
+/* The peer's DISCONNECT reason is there for the application to explain. */
+TEST(peer_disconnect_reason)
+{
+	struct pair p;
+
+	established_pair(&p);
+	CHECK_EQ(ossuary_peer_disconnect_reason(p.c.c), OSSUARY_ERR_STATE);
+	CHECK_EQ(ossuary_disconnect(p.s.c, OSSUARY_DISCONNECT_ERROR), OSSUARY_OK);
+	ep_drain(&p.s);
+	pass(&p.s, &p.c, false);
+	CHECK_EQ(p.c.err, OSSUARY_ERR_DISCONNECTED);
+	CHECK_EQ(ossuary_peer_disconnect_reason(p.c.c), OSSUARY_DISCONNECT_ERROR);
+	CHECK_EQ(ossuary_peer_disconnect_reason(NULL), OSSUARY_ERR_INVALID);
 	free_pair(&p);
 }

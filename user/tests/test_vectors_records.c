@@ -207,12 +207,27 @@ TEST(cleartext_control_records)
 			CHECK_EQ(c.out.len, rlen);
 			CHECK_MEM(c.out.p, rec, rlen);
 		} else {
-			/* Our answer to the peer's cleartext RESET is the same record. */
+			/*
+			 * The handshake stage's one-way RESET: a client sends it
+			 * when a SERVER_HELLO fails to open, a server takes it.
+			 */
+			struct ep s;
+
 			CHECK_EQ(type, OSSUARY_RECORD_RESET);
-			ep_feed(&c, rec, rlen);
+			ep_init(&s, ossuary_create_connection(CONN_TYPE_UNAUTHENTICATED_SERVER,
+							      NULL));
+			ep_feed(&s, out, n);
+			CHECK_EQ(s.out.len, 192);
+			s.out.p[s.out.len - 1] ^= 0x01;
+			ep_feed(&c, s.out.p, s.out.len);
 			CHECK_EQ(c.err, 0);
 			CHECK(c.out.len == rlen + 80);
 			CHECK_MEM(c.out.p, rec, rlen);
+			bytes_clear(&s.out);
+			ep_feed(&s, rec, rlen);
+			CHECK_EQ(s.err, 0);
+			CHECK_EQ(s.out.len, 0);
+			ep_free(&s);
 		}
 		ep_free(&c);
 	}

@@ -5,7 +5,15 @@
  * delivered bytes and events must match; every "receive" input must be
  * exactly what the other side wrote and nobody has read yet (unless the
  * vector says it was altered or injected). Run twice: inputs whole, and
- * byte by byte.
+ * byte by byte (except a step marked in_one_piece, whose requests are
+ * answered together only when read together).
+ *
+ * A "reset" event is OSSUARY_EVENT_RESET_AFTER_FAILURE on a side that
+ * started the reset because a record failed to open, OSSUARY_EVENT_RESET
+ * otherwise. A side that recovers by RESET started it so when a receive
+ * step makes it send a RESET that answers nothing: a cleartext one (the
+ * handshake stage's), or one in a step that completes no reset.
+ * A "handshake_failed" step ends its side with OSSUARY_ERR_HANDSHAKE_FAILED.
  */
 #define HARNESS_MAIN
 #include "harness.h"
@@ -16,6 +24,8 @@
 
 struct side {
 	bool present;
+	bool recovers;		/* answers a record that fails to open with RESET */
+	bool failed_record;	/* ... and was fed one: its next reset says so */
 	struct ep e;
 	struct bytes unread;	/* written, not yet received by the peer */
 };
@@ -54,6 +64,16 @@ static void do_send_data(struct side *sd, const uint8_t *p, size_t n)
 	ep_drain(&sd->e);
 }
 
+static bool step_has_event(const struct json *st, const char *name)
+{
+	const struct json *evs = vec_array(st, "events");
+
+	for (size_t i = 0; i < json_len(evs); i++)
+		if (strcmp(json_str(json_at(evs, i)), name) == 0)
+			return true;
+	return false;
+}
+
 static void do_receive(struct side *sides, struct side *sd, const struct json *st,
 		       bool bytewise)
 {
@@ -78,13 +98,34 @@ static void do_receive(struct side *sides, struct side *sd, const struct json *s
 	} else if (strcmp(from, "injected") != 0) {
 		harness_fail(__FILE__, __LINE__, "unknown input_from \"%s\"", from);
 	}
+	if (json_get(st, "in_one_piece") && vec_bool(st, "in_one_piece"))
+		bytewise = false;
 	if (bytewise)
 		for (size_t i = 0; i < n; i++)
 			ep_feed(&sd->e, in + i, 1);
 	else
 		ep_feed(&sd->e, in, n);
-	if (sd->e.err)
+	if (sd->e.err && !(sd->e.err == OSSUARY_ERR_HANDSHAKE_FAILED &&
+			   step_has_event(st, "handshake_failed")))
 		harness_fail(__FILE__, __LINE__, "receive: %s", ossuary_strerror(sd->e.err));
+}
+
+/* Did this step make a recovering side start a reset on a failed record? */
+static bool starts_reset_on_failure(const struct side *sd, const struct json *st)
+{
+	const struct json *recs = json_get(st, "output_records");
+
+	if (!sd->recovers || strcmp(vec_str(st, "action"), "receive") != 0)
+		return false;
+	for (size_t i = 0; i < json_len(recs); i++) {
+		const struct json *r = json_at(recs, i);
+
+		if (strcmp(vec_str(r, "type_name"), "RESET") != 0)
+			continue;
+		return strcmp(vec_str(r, "sealing"), "cleartext") == 0 ||
+		       !step_has_event(st, "reset");
+	}
+	return false;
 }
 
 static void check_step(struct side *sd, const struct json *st, size_t k)
@@ -94,6 +135,9 @@ static void check_step(struct side *sd, const struct json *st, size_t k)
 	const uint8_t *out = vec_hex(st, "output", &n);
 	const uint8_t *dlv = NULL;
 	size_t dlen = 0;
+
+	if (starts_reset_on_failure(sd, st))
+		sd->failed_record = true;
 
 	if (json_get(st, "delivered"))
 		dlv = vec_hex(st, "delivered", &dlen);
@@ -107,10 +151,19 @@ static void check_step(struct side *sd, const struct json *st, size_t k)
 	if (sd->e.n_events != json_len(evs))
 		harness_fail(__FILE__, __LINE__, "step %zu: %zu events, want %zu", k,
 			     sd->e.n_events, json_len(evs));
-	for (size_t i = 0; i < json_len(evs); i++)
-		if (sd->e.events[i] != ep_event_code(json_str(json_at(evs, i))))
-			harness_fail(__FILE__, __LINE__, "step %zu: event %zu is %d, want %s",
-				     k, i, sd->e.events[i], json_str(json_at(evs, i)));
+	for (size_t i = 0; i < json_len(evs); i++) {
+		int want = ep_event_code(json_str(json_at(evs, i)));
+
+		if (want == OSSUARY_EVENT_RESET && sd->failed_record) {
+			want = OSSUARY_EVENT_RESET_AFTER_FAILURE;
+			sd->failed_record = false;
+		}
+		if (sd->e.events[i] != want)
+			harness_fail(__FILE__, __LINE__, "step %zu: event %zu is %d, want %d (%s)",
+				     k, i, sd->e.events[i], want, json_str(json_at(evs, i)));
+	}
+	if (step_has_event(st, "handshake_failed"))
+		CHECK_EQ(sd->e.err, OSSUARY_ERR_HANDSHAKE_FAILED);
 	bytes_add(&sd->unread, sd->e.out.p, sd->e.out.len);
 	bytes_clear(&sd->e.out);
 	bytes_clear(&sd->e.delivered);
@@ -132,6 +185,7 @@ static void run_stream(const struct json *s, bool bytewise)
 			continue;
 		sides[i].present = true;
 		ep_from_context(&sides[i].e, ctx, OSS_BAD_RECORD_DISCONNECT);
+		sides[i].recovers = sides[i].e.c->on_bad_record == OSS_BAD_RECORD_RESET;
 		CHECK_EQ(ep_role(vec_str(ctx, "role")) == CONN_TYPE_CLIENT, i == 0);
 	}
 	CHECK(json_len(steps) > 0);
@@ -184,7 +238,7 @@ static const struct json *streams(void)
 {
 	const struct json *ss = vec_array(vec_load("streams.json"), "streams");
 
-	CHECK_EQ(json_len(ss), 8);
+	CHECK_EQ(json_len(ss), 12);
 	return ss;
 }
 

@@ -140,6 +140,7 @@ int ep_event_code(const char *name)
 		{ "key_update(1)", OSSUARY_EVENT_KEY_UPDATE_REQUESTED },
 		{ "end_of_file", OSSUARY_EVENT_END_OF_FILE },
 		{ "reset", OSSUARY_EVENT_RESET },
+		{ "handshake_failed", OSSUARY_EVENT_HANDSHAKE_FAILED },
 	};
 
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)

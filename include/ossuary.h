@@ -245,22 +245,61 @@ int ossuary_shutdown(OssuaryConnection *conn, int fd);
 
 /* ---- Key files ---- */
 
-/* Secret key file: mode 0600, refuses to overwrite; public key file beside it. */
+/*
+ * Formats (user/lib/keyfile.c and known_hosts.c have the details). A key
+ * file's first line says what it holds, and is checked:
+ *
+ *   ossuary-secret-key-v1        ossuary-public-key-v1
+ *   # comment lines, blanks      64 hex digits [blank comment]
+ *   64 hex digits
+ *
+ * Loading the wrong kind fails (OSSUARY_ERR_KEY_FILE, errno EINVAL), so a
+ * public key is never used as a secret seed. Files from before the type
+ * line are read only where the kind is certain: a public key named
+ * *.pub; a secret key not named *.pub and private to its owner (0600).
+ * Authorized-keys files list public keys, `HEX [comment]` a line (the
+ * line ossuary-public-key-v1 may appear and is skipped, so .pub files
+ * can be appended whole); known-hosts files have `HOST HEX` lines. A
+ * secret key type line in either is refused.
+ *
+ * Every call below, on failure, leaves a message for a person:
+ * ossuary_key_file_error().
+ */
+
+/*
+ * Writes a new pair: the secret key file with mode 0600, the public one
+ * with 0644; never replaces a file. A missing last directory of a path
+ * is made, mode 0700 (as ssh-keygen makes ~/.ssh); higher ones are not.
+ */
 int ossuary_write_keypair(const char *secret_path, const char *public_path);
-/* Refuses a secret key file that group or others can read. */
+/* Refuses a public key file, and a secret key file that group or others can use. */
 int ossuary_load_secret_key(const char *path, uint8_t key[32]);
+/* Refuses a secret key file, and the all-zero key. */
 int ossuary_load_public_key(const char *path, uint8_t key[32]);
-/* One or more public keys, one per line; returns the count loaded. */
+/* One or more public keys, one per line; returns the count loaded (all or none). */
 int ossuary_load_authorized_keys(OssuaryConnection *conn, const char *path);
 /*
  * Known hosts (trust on first use): OSSUARY_OK when host is listed with
  * this key, OSSUARY_ERR_UNTRUSTED_SERVER when the host is not listed,
  * OSSUARY_ERR_KEY_CHANGED when it is listed with a different key.
+ * ossuary_known_hosts_add() creates the file (0600), and its last
+ * directory (0700) when missing.
  */
 int ossuary_known_hosts_check(const char *path, const char *host,
 			      const uint8_t key[32]);
 int ossuary_known_hosts_add(const char *path, const char *host,
 			    const uint8_t key[32]);
+/*
+ * Why the last key-file call above failed on this thread, in words:
+ * "PATH[:LINE]: what is wrong[; what to do]", e.g.
+ *   "bob.pub is a public key; pass the secret key file (without .pub: bob)"
+ *   "auth:3: expected 64 hex digits of an Ed25519 public key; a SHA256:
+ *    fingerprint is not a key"
+ * For OSSUARY_ERR_KEY_CHANGED it names the line that lists the other key.
+ * "" after a success. Never NULL, never quotes key material; valid until
+ * the thread's next key-file call.
+ */
+const char *ossuary_key_file_error(void);
 
 #pragma GCC visibility pop
 

@@ -8,11 +8,18 @@
  * Ed25519 public key as 64 hex digits, optional trailing blanks. Lines
  * starting with '#' and blank lines are ignored. Any other line makes
  * the whole file malformed (OSSUARY_ERR_KEY_FILE, errno EINVAL): a
- * trust store that cannot be read fails closed.
+ * trust store that cannot be read fails closed. No type line: a
+ * known-hosts file is a list, like an authorized-keys file, and files
+ * written before key files had types stay valid. A key file given in
+ * its place is named as such: a secret key type line (or the old
+ * keygen's secret-key comment) is refused loudly, a public key type
+ * line as "a public key file, not a known-hosts file".
+ * ossuary_key_file_error() says which line is wrong and how.
  *
  * ossuary_known_hosts_add() appends under an exclusive flock(), creating
- * the file with mode 0600, in a single write() so concurrent clients
- * never interleave lines. It will not add a second, different key for a
+ * the file with mode 0600 (and its last directory, mode 0700, when that
+ * is missing), in a single write() so concurrent clients never
+ * interleave lines. It will not add a second, different key for a
  * listed host (OSSUARY_ERR_KEY_CHANGED): replacing a host's key is a
  * deliberate act, done by editing the file.
  */
@@ -34,10 +41,10 @@
 #define HOST_MAX 255		/* a DNS name's limit; also covers IPv6 literals */
 #define LINE_MAX_LEN (HOST_MAX + 1 + KEY_HEX_LEN + 64)
 
-static int fail(int err)
+/* A system call failed on path. */
+static int sys_fail(const char *path, int err)
 {
-	errno = err;
-	return OSSUARY_ERR_KEY_FILE;
+	return oss_key_error(OSSUARY_ERR_KEY_FILE, err, "%s: %s", path, strerror(err));
 }
 
 static int valid_host(const char *host)
@@ -63,11 +70,12 @@ static int is_blank(char c)
 /*
  * Splits one line (newline removed) into host and key. Returns 0 for
  * blank/comment, 1 for an entry (host NUL-terminated in place), -1 when
- * malformed.
+ * malformed, with why (a phrase) in why.
  */
-static int parse_entry(char *line, size_t len, char **host, uint8_t key[OSSUARY_KEY_LEN])
+static int parse_entry(char *line, size_t len, char **host, uint8_t key[OSSUARY_KEY_LEN],
+		       char *why, size_t why_cap)
 {
-	size_t i = 0, h;
+	size_t i = 0, h, k;
 
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
@@ -78,31 +86,56 @@ static int parse_entry(char *line, size_t len, char **host, uint8_t key[OSSUARY_
 	h = i;
 	while (i < len && (unsigned char)line[i] > 0x20 && line[i] != 0x7f)
 		i++;
-	if (i == len || !is_blank(line[i]) || i - h > HOST_MAX)
+	if (i - h == KEY_HEX_LEN && oss_key_from_hex(line + h, key) == 0) {
+		sodium_memzero(key, OSSUARY_KEY_LEN);
+		snprintf(why, why_cap, "found a key without a host name");
 		return -1;
+	}
+	if (i - h > HOST_MAX) {
+		snprintf(why, why_cap, "found a host name longer than %d bytes", HOST_MAX);
+		return -1;
+	}
+	if (i == len || !is_blank(line[i])) {
+		snprintf(why, why_cap, i == len ? "found a host name and no key"
+						: "found a control character in the host name");
+		return -1;
+	}
 	line[i++] = '\0';
 	*host = line + h;
 	while (i < len && is_blank(line[i]))
 		i++;
-	if (len - i < KEY_HEX_LEN)
+	k = i;
+	if (len - i < KEY_HEX_LEN || oss_key_from_hex(line + i, key) != 0) {
+		oss_key_text_problem(line + k, len - k, why, why_cap);
 		return -1;
-	if (oss_key_from_hex(line + i, key) != 0)
-		return -1;
-	for (i += KEY_HEX_LEN; i < len; i++)
-		if (!is_blank(line[i]))
+	}
+	for (i += KEY_HEX_LEN; i < len; i++) {
+		if (!is_blank(line[i])) {
+			sodium_memzero(key, OSSUARY_KEY_LEN);
+			oss_key_text_problem(line + k, len - k, why, why_cap);
+			if (i > k + KEY_HEX_LEN)	/* blank, then more: a comment */
+				snprintf(why, why_cap, "found text after the key (a known-hosts "
+					 "line has no comment)");
 			return -1;
+		}
+	}
 	return 1;
 }
+
+static const char what_entry[] =
+	"expected a host name, a blank and 64 hex digits of its Ed25519 public key";
 
 /*
  * Reads every entry of f. OSSUARY_OK: host listed with key;
  * OSSUARY_ERR_UNTRUSTED_SERVER: host not listed; OSSUARY_ERR_KEY_CHANGED:
  * listed only with other keys; OSSUARY_ERR_KEY_FILE: malformed file.
  */
-static int scan(FILE *f, const char *host, const uint8_t key[OSSUARY_KEY_LEN])
+static int scan(FILE *f, const char *path, const char *host,
+		const uint8_t key[OSSUARY_KEY_LEN])
 {
-	char line[LINE_MAX_LEN + 2];
-	int listed = 0, match = 0;
+	char line[LINE_MAX_LEN + 2], why[128], name[64];
+	unsigned int no = 0, listed = 0;
+	int match = 0;
 
 	while (fgets(line, sizeof(line), f)) {
 		size_t len = strlen(line);
@@ -110,26 +143,52 @@ static int scan(FILE *f, const char *host, const uint8_t key[OSSUARY_KEY_LEN])
 		char *h = NULL;
 		int r;
 
+		no++;
 		if (len > 0 && line[len - 1] == '\n')
 			len--;
 		else if (!feof(f))
-			return fail(EINVAL);	/* over-long line */
+			return oss_key_error(OSSUARY_ERR_KEY_FILE, EINVAL,
+					     "%s:%u: longer than %d bytes", path, no, LINE_MAX_LEN);
 		if (memchr(line, '\0', len))
-			return fail(EINVAL);
-		r = parse_entry(line, len, &h, k);
+			return oss_key_error(OSSUARY_ERR_KEY_FILE, EINVAL,
+					     "%s:%u: holds a NUL byte", path, no);
+		switch (oss_key_mark(line, len)) {
+		case OSS_MARK_SECRET_TYPE:
+		case OSS_MARK_OLD_SECRET:
+			return oss_key_error(OSSUARY_ERR_KEY_FILE, EINVAL,
+					     "%s:%u: a SECRET key file, not a known-hosts file; "
+					     "keep it private, and give a known-hosts file (HOST KEY "
+					     "lines) instead", path, no);
+		case OSS_MARK_PUBLIC_TYPE:
+			return oss_key_error(OSSUARY_ERR_KEY_FILE, EINVAL,
+					     "%s:%u: a public key file, not a known-hosts file "
+					     "(HOST KEY lines)", path, no);
+		case OSS_MARK_OTHER_TYPE:
+			oss_key_type_name(line, len, name, sizeof(name));
+			return oss_key_error(OSSUARY_ERR_KEY_FILE, EINVAL,
+					     "%s:%u: unknown type %s, not a known-hosts file",
+					     path, no, name);
+		}
+		r = parse_entry(line, len, &h, k, why, sizeof(why));
 		if (r < 0)
-			return fail(EINVAL);
+			return oss_key_error(OSSUARY_ERR_KEY_FILE, EINVAL, "%s:%u: %s; %s",
+					     path, no, what_entry, why);
 		if (r == 1 && strcasecmp(h, host) == 0) {
-			listed = 1;
+			if (!listed)
+				listed = no;
 			if (sodium_memcmp(k, key, OSSUARY_KEY_LEN) == 0)
 				match = 1;
 		}
 	}
 	if (ferror(f))
-		return fail(EIO);
+		return oss_key_error(OSSUARY_ERR_KEY_FILE, EIO, "%s: read error", path);
 	if (match)
 		return OSSUARY_OK;
-	return listed ? OSSUARY_ERR_KEY_CHANGED : OSSUARY_ERR_UNTRUSTED_SERVER;
+	if (listed)
+		return oss_key_error(OSSUARY_ERR_KEY_CHANGED, 0,
+				     "%s:%u: lists another key for %s", path, listed, host);
+	return oss_key_error(OSSUARY_ERR_UNTRUSTED_SERVER, 0, "%s: does not list %s",
+			     path, host);
 }
 
 /* Opens (maybe creating) and locks; refuses anything but a regular file. */
@@ -160,39 +219,60 @@ err:
 }
 
 /* Scans the file behind fd from its start through a dup'd descriptor. */
-static int scan_fd(int fd, const char *host, const uint8_t key[OSSUARY_KEY_LEN])
+static int scan_fd(int fd, const char *path, const char *host,
+		   const uint8_t key[OSSUARY_KEY_LEN])
 {
 	int rfd = dup(fd);
 	FILE *f;
-	int rc;
+	int rc, e;
 
 	if (rfd < 0)
-		return fail(errno);
+		return sys_fail(path, errno);
 	f = fdopen(rfd, "r");
 	if (!f) {
-		int e = errno;
-
+		e = errno;
 		close(rfd);
-		return fail(e);
+		return sys_fail(path, e);
 	}
 	if (fseek(f, 0, SEEK_SET) != 0)
-		rc = fail(errno);
+		rc = sys_fail(path, errno);
 	else
-		rc = scan(f, host, key);
+		rc = scan(f, path, host, key);
+	e = errno;
 	fclose(f);	/* closing the dup keeps fd's lock: flock belongs to the file */
+	errno = e;
 	return rc;
+}
+
+/* open_locked() failed: errno says why. */
+static int open_fail(const char *path)
+{
+	int e = errno;
+
+	if (e == EINVAL)	/* our own: not a regular file */
+		return oss_key_error(OSSUARY_ERR_KEY_FILE, e,
+				     "%s: not a regular file, so not a known-hosts file", path);
+	return sys_fail(path, e);
 }
 
 int ossuary_known_hosts_check(const char *path, const char *host, const uint8_t key[32])
 {
 	int fd, rc;
 
+	oss_key_error_clear();
 	if (!path || !*path || !host || !key || !valid_host(host))
-		return OSSUARY_ERR_INVALID;
-	if (open_locked(path, O_RDONLY, LOCK_SH, &fd) != 0)
-		return errno == ENOENT ? OSSUARY_ERR_UNTRUSTED_SERVER : fail(errno);
-	rc = scan_fd(fd, host, key);
+		return oss_key_error(OSSUARY_ERR_INVALID, EINVAL,
+				     "ossuary_known_hosts_check: no path, no key, or not a host name");
+	if (open_locked(path, O_RDONLY, LOCK_SH, &fd) != 0) {
+		if (errno == ENOENT)	/* no file (or no directory) yet: nobody known */
+			return oss_key_error(OSSUARY_ERR_UNTRUSTED_SERVER, 0,
+					     "%s: does not exist yet", path);
+		return open_fail(path);
+	}
+	rc = scan_fd(fd, path, host, key);
 	close(fd);
+	if (rc == OSSUARY_OK)
+		oss_key_error_clear();
 	return rc;
 }
 
@@ -202,18 +282,31 @@ int ossuary_known_hosts_add(const char *path, const char *host, const uint8_t ke
 	static const char digits[] = "0123456789abcdef";
 	size_t n = 0, hlen;
 	struct stat st;
-	int fd, rc;
+	int fd, rc, made;
 
+	oss_key_error_clear();
 	if (!path || !*path || !host || !key || !valid_host(host) ||
 	    sodium_is_zero(key, OSSUARY_KEY_LEN))
-		return OSSUARY_ERR_INVALID;
+		return oss_key_error(OSSUARY_ERR_INVALID, EINVAL,
+				     "ossuary_known_hosts_add: no path, no key, the zero key, "
+				     "or not a host name");
+	if (oss_key_parent_dir(path, &made) != 0) {
+		int e = errno;
+
+		return oss_key_error(OSSUARY_ERR_KEY_FILE, e,
+				     "%s: cannot make its directory: %s (only the last "
+				     "directory of the path is made)", path, strerror(e));
+	}
 	if (open_locked(path, O_RDWR | O_APPEND | O_CREAT, LOCK_EX, &fd) != 0)
-		return fail(errno);
-	rc = scan_fd(fd, host, key);
+		return open_fail(path);
+	rc = scan_fd(fd, path, host, key);
 	if (rc != OSSUARY_ERR_UNTRUSTED_SERVER) {
 		close(fd);	/* already listed (OK), changed, or malformed */
+		if (rc == OSSUARY_OK)
+			oss_key_error_clear();
 		return rc;
 	}
+	oss_key_error_clear();
 	/* If a hand edit left no final newline, start a fresh line. */
 	if (fstat(fd, &st) == 0 && st.st_size > 0) {
 		char last;
@@ -234,8 +327,8 @@ int ossuary_known_hosts_add(const char *path, const char *host, const uint8_t ke
 	rc = OSSUARY_OK;
 	errno = 0;
 	if (write(fd, line, n) != (ssize_t)n || fsync(fd) != 0)
-		rc = fail(errno ? errno : EIO);
+		rc = sys_fail(path, errno ? errno : EIO);
 	if (close(fd) != 0 && rc == OSSUARY_OK)
-		rc = fail(errno);
+		rc = sys_fail(path, errno);
 	return rc;
 }

@@ -14,6 +14,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -133,23 +134,32 @@ TEST(write_keypair_modes)
 
 TEST(file_format)
 {
-	char buf[512];
+	char buf[512], want[128];
+	uint8_t pk[32];
 	size_t n;
 
 	scratch();
 	CHECK_EQ(ossuary_write_keypair(at("k"), at("k.pub")), OSSUARY_OK);
-	for (int f = 0; f < 2; f++) {
-		const char *nl;
+	/* The secret file: its type line first, comments, then the key. */
+	n = slurp(at("k"), buf, sizeof(buf));
+	CHECK(n != (size_t)-1);
+	CHECK(strncmp(buf, "ossuary-secret-key-v1\n#", 23) == 0);
+	{
+		const char *last = strrchr(buf, '\n');
 
-		n = slurp(f ? at("k.pub") : at("k"), buf, sizeof(buf));
-		CHECK(n != (size_t)-1);
-		/* A comment line naming the type, then 64 lowercase hex digits. */
-		CHECK(strncmp(buf, f ? "# ossuary ed25519 public key\n" :
-				       "# ossuary ed25519 secret key", f ? 29 : 28) == 0);
-		nl = strchr(buf, '\n');
-		CHECK(nl && strlen(nl + 1) == 65 && nl[65] == '\n');
-		CHECK(strspn(nl + 1, "0123456789abcdef") == 64);
+		CHECK(last && last == buf + n - 1);
+		while (last > buf && last[-1] != '\n')
+			last--;
+		CHECK(strlen(last) == 65 && strspn(last, "0123456789abcdef") == 64);
 	}
+	/* The public file: exactly the type line and the key. */
+	n = slurp(at("k.pub"), buf, sizeof(buf));
+	CHECK_EQ(ossuary_load_public_key(at("k.pub"), pk), OSSUARY_OK);
+	hex(want, pk);
+	CHECK_EQ(n, 22 + 65);
+	CHECK(strncmp(buf, "ossuary-public-key-v1\n", 22) == 0);
+	CHECK(strncmp(buf + 22, want, 64) == 0 && buf[86] == '\n');
+	CHECK_EQ(ossuary_key_file_error()[0], '\0');
 }
 
 TEST(round_trip)
@@ -204,12 +214,18 @@ TEST(overwrite_refused)
 	CHECK_EQ(ossuary_write_keypair(at("l"), at("l.pub")), OSSUARY_ERR_KEY_FILE);
 	CHECK_EQ(mode_of(at("target")), (mode_t)-1);
 
-	/* A missing directory is a plain error, with nothing left behind. */
-	CHECK_EQ(ossuary_write_keypair(at("no/k"), at("no/k.pub")), OSSUARY_ERR_KEY_FILE);
+	/* Two missing directories are a plain error, with nothing left behind. */
+	CHECK_EQ(ossuary_write_keypair(at("no/no/k"), at("no/no/k.pub")), OSSUARY_ERR_KEY_FILE);
 	CHECK_EQ(errno, ENOENT);
+	CHECK_EQ(mode_of(at("no")), (mode_t)-1);
 	/* Public file unwritable after the secret was made: secret removed. */
-	CHECK_EQ(ossuary_write_keypair(at("m"), at("no/m.pub")), OSSUARY_ERR_KEY_FILE);
+	put_str(at("file"), 0644, "x\n");
+	CHECK_EQ(ossuary_write_keypair(at("m"), at("file/m.pub")), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(errno, ENOTDIR);
 	CHECK_EQ(mode_of(at("m")), (mode_t)-1);
+	/* ... and a directory made for the secret goes too. */
+	CHECK_EQ(ossuary_write_keypair(at("d/m"), at("file/m.pub")), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(mode_of(at("d")), (mode_t)-1);
 }
 
 TEST(secret_too_open_refused)
@@ -298,8 +314,8 @@ TEST(key_parser)
 	put_str(at("k"), 0600, text);
 	CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_ERR_KEY_FILE);
 	snprintf(text, sizeof(text), "%s\n", KEY);	/* either case reads */
-	put_str(at("k"), 0600, text);
-	CHECK_EQ(ossuary_load_public_key(at("k"), k), OSSUARY_OK);
+	put_str(at("k.pub"), 0600, text);
+	CHECK_EQ(ossuary_load_public_key(at("k.pub"), k), OSSUARY_OK);
 	CHECK_MEM(k, want, 32);
 	/* An embedded NUL is malformed, not a silent end of file. */
 	snprintf(text, sizeof(text), "# x\n%s\n", key);
@@ -307,8 +323,10 @@ TEST(key_parser)
 	put(at("k"), 0600, text, strlen(key) + 5);
 	CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_ERR_KEY_FILE);
 	/* A zero public key means "none" on the wire: never loaded as a key. */
-	put_str(at("z"), 0644, "0000000000000000000000000000000000000000000000000000000000000000\n");
-	CHECK_EQ(ossuary_load_public_key(at("z"), k), OSSUARY_ERR_KEY_FILE);
+	put_str(at("z.pub"), 0644, "ossuary-public-key-v1\n"
+		"0000000000000000000000000000000000000000000000000000000000000000\n");
+	CHECK_EQ(ossuary_load_public_key(at("z.pub"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK(strstr(ossuary_key_file_error(), "all-zero") != NULL);
 	/* A file far too large to be a key file. */
 	memset(text, '#', sizeof(text));
 	{
@@ -797,4 +815,533 @@ TEST(keygen_tool)
 		CHECK_EQ(run(tool, args, out, sizeof(out), err, sizeof(err)), 2);
 	}
 	CHECK_EQ(mode_of(at("a")), (mode_t)-1);
+}
+
+/* ---- typed key files: every mix-up of kinds ---- */
+
+static const char *detail(void)
+{
+	return ossuary_key_file_error();
+}
+
+/* The message says what it should, and never repeats key material. */
+static void check_detail(const char *file, int line, const char *want, const char *keyhex)
+{
+	const char *d = detail();
+
+	if (!d || !strstr(d, want))
+		harness_fail(file, line, "detail \"%s\" lacks \"%s\"", d ? d : "(null)", want);
+	if (keyhex) {
+		for (size_t i = 0; i + 8 <= 64; i += 8) {
+			char piece[9];
+
+			memcpy(piece, keyhex + i, 8);
+			piece[8] = '\0';
+			if (strstr(d, piece))
+				harness_fail(file, line, "detail \"%s\" quotes the key", d);
+		}
+	}
+}
+#define CHECK_DETAIL(want, keyhex) check_detail(__FILE__, __LINE__, (want), (keyhex))
+
+/* Writes a typed (or untyped: type NULL) one-key file. */
+static void put_key(const char *path, mode_t mode, const char *type, const char *comment,
+		    const char *keyhex)
+{
+	char text[512];
+
+	snprintf(text, sizeof(text), "%.64s%s%.128s%s%.64s\n", type ? type : "",
+		 type ? "\n" : "", comment ? comment : "", comment ? "\n" : "", keyhex);
+	put_str(path, mode, text);
+}
+
+TEST(public_key_as_secret_refused)
+{
+	uint8_t k[32], pk[32];
+	char ph[65];
+
+	scratch();
+	CHECK_EQ(ossuary_write_keypair(at("bob"), at("bob.pub")), OSSUARY_OK);
+	CHECK_EQ(ossuary_load_public_key(at("bob.pub"), pk), OSSUARY_OK);
+	hex(ph, pk);
+	memset(k, 0xaa, sizeof(k));
+	errno = 0;
+	CHECK_EQ(ossuary_load_secret_key(at("bob.pub"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(errno, EINVAL);
+	CHECK(sodium_is_zero(k, 32));
+	CHECK_DETAIL("bob.pub is a public key; pass the secret key file (without .pub: ", ph);
+	CHECK_DETAIL(at("bob"), NULL);
+	/* Never a permissions hint for a public key, whatever its mode. */
+	CHECK(strstr(detail(), "chmod") == NULL);
+	CHECK_EQ(chmod(at("bob.pub"), 0600), 0);
+	CHECK_EQ(ossuary_load_secret_key(at("bob.pub"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("is a public key", ph);
+	/* The type line decides, not the name: a typed public key named like a secret one. */
+	CHECK_EQ(rename(at("bob.pub"), at("renamed")), 0);
+	CHECK_EQ(ossuary_load_secret_key(at("renamed"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("renamed is a public key; pass the secret key file (the one without .pub)",
+		     ph);
+	CHECK_EQ(ossuary_load_public_key(at("renamed"), k), OSSUARY_OK);
+	CHECK_MEM(k, pk, 32);
+	CHECK_EQ(detail()[0], '\0');	/* a success clears the story */
+}
+
+TEST(secret_key_as_public_refused)
+{
+	uint8_t sk[32], k[32];
+	char sh[65];
+
+	scratch();
+	CHECK_EQ(ossuary_write_keypair(at("alice"), at("alice.pub")), OSSUARY_OK);
+	CHECK_EQ(ossuary_load_secret_key(at("alice"), sk), OSSUARY_OK);
+	hex(sh, sk);
+	memset(k, 0xaa, sizeof(k));
+	CHECK_EQ(ossuary_load_public_key(at("alice"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(errno, EINVAL);
+	CHECK(sodium_is_zero(k, 32));
+	CHECK_DETAIL("alice is a secret key; pass its public key file (", sh);
+	CHECK_DETAIL("alice.pub", sh);
+	/* Typed secret, named .pub: still a secret key. */
+	CHECK_EQ(rename(at("alice"), at("odd.pub")), 0);
+	CHECK_EQ(ossuary_load_public_key(at("odd.pub"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("is a secret key", sh);
+	CHECK_EQ(ossuary_load_secret_key(at("odd.pub"), k), OSSUARY_OK);
+	CHECK_MEM(k, sk, 32);
+}
+
+TEST(secret_key_as_authorized_refused)
+{
+	uint8_t sk[32], pk[32], k[32];
+	char sh[65], ph[65], text[1024];
+	OssuaryConnection *cl;
+
+	scratch();
+	CHECK_EQ(ossuary_write_keypair(at("alice"), at("alice.pub")), OSSUARY_OK);
+	CHECK_EQ(ossuary_load_secret_key(at("alice"), sk), OSSUARY_OK);
+	CHECK_EQ(ossuary_load_public_key(at("alice.pub"), pk), OSSUARY_OK);
+	hex(sh, sk);
+	hex(ph, pk);
+	cl = ossuary_create_connection(CONN_TYPE_CLIENT, NULL);
+	CHECK(cl);
+	/* The typed secret file itself. */
+	errno = 0;
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("alice")), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(errno, EINVAL);
+	CHECK_DETAIL(":1: a SECRET key, not a list of public keys", sh);
+	CHECK_DETAIL("alice.pub", sh);
+	/* A secret file appended to a good list, after two keys: all refused. */
+	snprintf(text, sizeof(text), "%s bob\n# next\n", ph);
+	put_str(at("auth"), 0644, text);
+	{
+		char sec[512];
+		size_t n = slurp(at("alice"), sec, sizeof(sec));
+		int fd = open(at("auth"), O_WRONLY | O_APPEND);
+
+		CHECK(n != (size_t)-1 && fd >= 0);
+		CHECK_EQ(write(fd, sec, n), (ssize_t)n);
+		close(fd);
+	}
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("auth")), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("auth:3: a SECRET key", sh);
+	/* A secret file from the old keygen (its comment gives it away). */
+	put_key(at("old"), 0600, NULL, "# ossuary ed25519 secret key (keep private)", sh);
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("old")), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("old:1: a SECRET key", sh);
+	ossuary_destroy_connection(&cl);
+	(void)k;
+}
+
+TEST(public_key_files_append_to_authorized)
+{
+	uint8_t pk[32];
+	char buf[1024], all[2048];
+	size_t n1, n2;
+	OssuaryConnection *cl;
+
+	scratch();
+	CHECK_EQ(ossuary_write_keypair(at("a"), at("a.pub")), OSSUARY_OK);
+	CHECK_EQ(ossuary_write_keypair(at("b"), at("b.pub")), OSSUARY_OK);
+	/* cat a.pub b.pub > auth: type lines included, two keys. */
+	n1 = slurp(at("a.pub"), all, sizeof(all));
+	n2 = slurp(at("b.pub"), buf, sizeof(buf));
+	CHECK(n1 != (size_t)-1 && n2 != (size_t)-1);
+	memcpy(all + n1, buf, n2 + 1);
+	put_str(at("auth"), 0644, all);
+	cl = ossuary_create_connection(CONN_TYPE_CLIENT, NULL);
+	CHECK(cl);
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("auth")), 2);
+	/* A single .pub works as a list of one. */
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("a.pub")), 1);
+	/* An old .pub too. */
+	CHECK_EQ(ossuary_load_public_key(at("a.pub"), pk), OSSUARY_OK);
+	hex(buf, pk);
+	put_key(at("old.pub"), 0644, NULL, "# ossuary ed25519 public key", buf);
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("old.pub")), 1);
+	/* An unknown type line is refused, and named. */
+	snprintf(all, sizeof(all), "%s\nossuary-public-key-v9\n", buf);
+	put_str(at("v9"), 0644, all);
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("v9")), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("v9:2: unknown type 'ossuary-public-key-v9'", NULL);
+	ossuary_destroy_connection(&cl);
+}
+
+/*
+ * Files from before the type line: read only where the kind is
+ * certain. Every combination of the old comment, the name and the mode.
+ */
+TEST(untyped_old_files)
+{
+	static const char *const comments[] = {
+		NULL, "# ossuary ed25519 secret key (keep private)", "# ossuary ed25519 public key",
+	};
+	static const mode_t modes[] = { 0600, 0400, 0644, 0640 };
+	uint8_t sk[32], pk[32], k[32];
+	char sh[65];
+
+	scratch();
+	keypair(sk, pk);
+	hex(sh, sk);
+	for (size_t c = 0; c < 3; c++) {
+		for (int pub = 0; pub < 2; pub++) {
+			for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+				const char *path = at(pub ? "f.pub" : "f");
+				int old_secret = c == 1, old_public = c == 2;
+				int want_sk = !pub && !(modes[m] & 077) && !old_public;
+				int want_pk = pub && !old_secret;
+				int rs, rp;
+
+				unlink(at("f"));
+				unlink(at("f.pub"));
+				put_key(path, modes[m], NULL, comments[c], sh);
+				rs = ossuary_load_secret_key(path, k);
+				if ((rs == OSSUARY_OK) != want_sk)
+					harness_fail(__FILE__, __LINE__, "secret: comment %zu pub %d mode %o: %d (%s)",
+						     c, pub, (unsigned int)modes[m], rs, detail());
+				if (rs == OSSUARY_OK) {
+					CHECK_MEM(k, sk, 32);
+				} else {
+					CHECK(sodium_is_zero(k, 32));
+					CHECK_EQ(errno, EINVAL);	/* never EPERM: kind uncertain */
+					CHECK_DETAIL(path, sh);
+					if (pub || old_public) {
+						CHECK_DETAIL("is a public key (an old file without a type line)", sh);
+						CHECK(strstr(detail(), "chmod") == NULL);
+					} else {
+						/* Uncertain: a one-line conversion hint. */
+						CHECK_DETAIL("no type line", sh);
+						CHECK_DETAIL("sed -i '1i ossuary-secret-key-v1' ", sh);
+					}
+				}
+				rp = ossuary_load_public_key(path, k);
+				if ((rp == OSSUARY_OK) != want_pk)
+					harness_fail(__FILE__, __LINE__, "public: comment %zu pub %d mode %o: %d (%s)",
+						     c, pub, (unsigned int)modes[m], rp, detail());
+				if (rp == OSSUARY_OK) {
+					CHECK_MEM(k, sk, 32);	/* the bytes, as written */
+				} else if (old_secret) {
+					CHECK_DETAIL("is a secret key (an old file without a type line)", sh);
+				} else {
+					CHECK_DETAIL("no type line, and no .pub name", sh);
+					CHECK_DETAIL("sed -i '1i ossuary-public-key-v1' ", sh);
+				}
+				/* Never both: that was the bug. */
+				CHECK(!(rs == OSSUARY_OK && rp == OSSUARY_OK));
+			}
+		}
+	}
+	/* The conversion hint, followed, makes the file load. */
+	put_key(at("g"), 0644, NULL, NULL, sh);
+	CHECK_EQ(ossuary_load_secret_key(at("g"), k), OSSUARY_ERR_KEY_FILE);
+	put_key(at("g"), 0600, "ossuary-secret-key-v1", NULL, sh);
+	CHECK_EQ(ossuary_load_secret_key(at("g"), k), OSSUARY_OK);
+	CHECK_MEM(k, sk, 32);
+}
+
+TEST(type_lines_checked)
+{
+	static const char *const bad[] = {
+		"ossuary-secret-key-v2\n%s\n",		/* a later version */
+		"ossuary-private-key-v1\n%s\n",
+		"# comment first\nossuary-secret-key-v1\n%s\n",	/* not the first line */
+		"ossuary-secret-key-v1\n%s\nossuary-secret-key-v1\n",	/* twice */
+		"ossuary-secret-key-v1\nossuary-public-key-v1\n%s\n",
+		"ossuary-secret-key-v1\n# ossuary ed25519 public key\n%s\n",	/* contradicted */
+	};
+	static const char *const want[] = {
+		"k:1: unknown type 'ossuary-secret-key-v2'; this version reads ossuary-secret-key-v1",
+		"k:1: unknown type 'ossuary-private-key-v1'",
+		"k:2: a type line belongs on the first line only",
+		"k:3: a type line belongs on the first line only",
+		"k:2: a type line belongs on the first line only",
+		"k: its type line says secret key, but its comment says public key",
+	};
+	uint8_t sk[32], pk[32], k[32];
+	char sh[65], text[512];
+
+	scratch();
+	keypair(sk, pk);
+	hex(sh, sk);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), bad[i], sh);
+		put_str(at("k"), 0600, text);
+		if (ossuary_load_secret_key(at("k"), k) != OSSUARY_ERR_KEY_FILE)
+			harness_fail(__FILE__, __LINE__, "case %zu loaded", i);
+		CHECK_DETAIL(want[i], sh);
+	}
+	/* A type line that could hide key bytes is not quoted. */
+	snprintf(text, sizeof(text), "ossuary-%.32s\n%s\n", sh, sh);
+	put_str(at("k"), 0600, text);
+	CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("unknown type (not shown)", sh);
+	/* CRLF and trailing blanks on the type line are fine. */
+	snprintf(text, sizeof(text), "ossuary-secret-key-v1 \r\n%s\r\n", sh);
+	put_str(at("k"), 0600, text);
+	CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_OK);
+	CHECK_MEM(k, sk, 32);
+	/* A typed secret too open: EPERM, and only then the chmod hint. */
+	CHECK_EQ(chmod(at("k"), 0640), 0);
+	CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(errno, EPERM);
+	CHECK_DETAIL("a secret key that others can read (mode 0640); make it private: chmod 600 ",
+		     sh);
+	CHECK_EQ(chmod(at("k"), 0602), 0);
+	CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("others can write to (mode 0602)", sh);
+	/* Malformed key lines in a typed file: file:line and what was expected. */
+	snprintf(text, sizeof(text), "ossuary-secret-key-v1\n#\n%.63s\n", sh);
+	CHECK_EQ(chmod(at("k"), 0600), 0);
+	put_str(at("k"), 0600, text);
+	CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("k:3: expected 64 hex digits of an Ed25519 secret key; found 63 hex digits",
+		     sh);
+	snprintf(text, sizeof(text), "ossuary-secret-key-v1\n%s\n%s\n", sh, sh);
+	put_str(at("k"), 0600, text);
+	CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("k:3: a second key (the first is on line 2)", sh);
+	put_str(at("k"), 0600, "ossuary-secret-key-v1\n# no key\n");
+	CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("k: no key in the file", NULL);
+}
+
+TEST(malformed_lines_say_where_and_what)
+{
+	static const struct {
+		const char *line;
+		const char *why;
+	} cases[] = {
+		{ "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
+		  "expected 64 hex digits of an Ed25519 public key; a SHA256: fingerprint is not a key" },
+		{ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAhyQ2S7 me@host",
+		  "an OpenSSH key is not an Ossuary key" },
+		{ "%.63s", "found 63 hex digits" },
+		{ "%s0", "found 65 hex digits" },
+		{ "0x%s", "found a 0x prefix" },
+		{ "%.30s %s", "found 30 hex digits" },
+		{ "%sxyz", "found other text glued to the key" },
+		{ "%.62szz", "found 62 hex digits, then other text" },
+		{ "not a key", "found no hex digits" },
+		{ "%s comment\x01", "a control character in the comment" },
+	};
+	uint8_t sk[32], pk[32];
+	char ph[65], text[1024], want[256], line[256];
+	OssuaryConnection *cl = ossuary_create_connection(CONN_TYPE_CLIENT, NULL);
+
+	CHECK(cl);
+	scratch();
+	keypair(sk, pk);
+	hex(ph, pk);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(line, sizeof(line), cases[i].line, ph, ph);
+		/* Two good lines and a comment first: the bad one is line 4. */
+		snprintf(text, sizeof(text), "%s a\n# b\n%s c\n%s\n", ph, ph, line);
+		put_str(at("authorized_keys"), 0644, text);
+		errno = 0;
+		CHECK_EQ(ossuary_load_authorized_keys(cl, at("authorized_keys")),
+			 OSSUARY_ERR_KEY_FILE);
+		CHECK_EQ(errno, EINVAL);
+		snprintf(want, sizeof(want), "%s:4: ", at("authorized_keys"));
+		if (strncmp(detail(), want, strlen(want)) != 0 || !strstr(detail(), cases[i].why))
+			harness_fail(__FILE__, __LINE__, "case %zu: \"%s\"", i, detail());
+	}
+	/* The exact words for the commonest slip. */
+	snprintf(text, sizeof(text), "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU\n");
+	put_str(at("fp"), 0644, text);
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("fp")), OSSUARY_ERR_KEY_FILE);
+	snprintf(want, sizeof(want), "%s:1: expected 64 hex digits of an Ed25519 public key; "
+		 "a SHA256: fingerprint is not a key", at("fp"));
+	CHECK(strcmp(detail(), want) == 0);
+	/* Not a file, no file, too long: named too. */
+	CHECK_EQ(ossuary_load_authorized_keys(cl, dir), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("a directory, not a key file", NULL);
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("missing")), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(errno, ENOENT);
+	CHECK_DETAIL("missing: No such file or directory", NULL);
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("authorized_keys")), OSSUARY_ERR_KEY_FILE);
+	/* A success clears it. */
+	snprintf(text, sizeof(text), "%s\n", ph);
+	put_str(at("good"), 0644, text);
+	CHECK_EQ(ossuary_load_authorized_keys(cl, at("good")), 1);
+	CHECK_EQ(detail()[0], '\0');
+	ossuary_destroy_connection(&cl);
+}
+
+TEST(known_hosts_mixups_say_where)
+{
+	uint8_t sk[32], pk[32], other[32];
+	char ph[65], text[1024], kh[PATH_MAX];
+
+	scratch();
+	snprintf(kh, sizeof(kh), "%s", at("known_hosts"));	/* at() reuses its buffers */
+	keypair(sk, pk);
+	keypair(sk, other);
+	hex(ph, pk);
+	/* A secret key file given as known hosts: refused loudly, line named. */
+	CHECK_EQ(ossuary_write_keypair(at("id"), at("id.pub")), OSSUARY_OK);
+	CHECK_EQ(ossuary_known_hosts_check(at("id"), "alpha", pk), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("id:1: a SECRET key file, not a known-hosts file", NULL);
+	CHECK_EQ(ossuary_known_hosts_add(at("id"), "alpha", pk), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("a SECRET key file", NULL);
+	CHECK_EQ(ossuary_load_secret_key(at("id"), sk), OSSUARY_OK);	/* untouched */
+	CHECK_EQ(ossuary_known_hosts_check(at("id.pub"), "alpha", pk), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("id.pub:1: a public key file, not a known-hosts file", NULL);
+	/* A bare key (an authorized-keys line) has no host. */
+	snprintf(text, sizeof(text), "# hosts\nalpha %s\n%s\n", ph, ph);
+	put_str(kh, 0600, text);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", pk), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("known_hosts:3: expected a host name, a blank and 64 hex digits of its "
+		     "Ed25519 public key; found a key without a host name", ph);
+	snprintf(text, sizeof(text), "alpha SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU\n");
+	put_str(kh, 0600, text);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", pk), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("known_hosts:1: expected a host name", NULL);
+	CHECK_DETAIL("a SHA256: fingerprint is not a key", NULL);
+	snprintf(text, sizeof(text), "alpha %s laptop\n", ph);
+	put_str(kh, 0600, text);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", pk), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("found text after the key", ph);
+	put_str(kh, 0600, "alpha\n");
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", pk), OSSUARY_ERR_KEY_FILE);
+	CHECK_DETAIL("known_hosts:1: expected a host name, a blank and 64 hex digits of its "
+		     "Ed25519 public key; found a host name and no key", NULL);
+	/* A changed key: the detail names the line listing the other one. */
+	snprintf(text, sizeof(text), "# mine\nbeta %s\nalpha %s\n", ph, ph);
+	put_str(kh, 0600, text);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", other), OSSUARY_ERR_KEY_CHANGED);
+	CHECK_DETAIL("known_hosts:3: lists another key for alpha", NULL);
+	CHECK_EQ(ossuary_known_hosts_check(kh, "alpha", pk), OSSUARY_OK);
+	CHECK_EQ(detail()[0], '\0');
+}
+
+TEST(missing_directories)
+{
+	uint8_t sk[32], pk[32];
+	mode_t old;
+
+	scratch();
+	keypair(sk, pk);
+	/* keygen's directory: made 0700 whatever the umask, like ~/.ssh. */
+	old = umask(0);
+	CHECK_EQ(ossuary_write_keypair(at("dot/id"), at("dot/id.pub")), OSSUARY_OK);
+	umask(old);
+	CHECK_EQ(mode_of(at("dot")), 0700);
+	CHECK_EQ(mode_of(at("dot/id")), 0600);
+	CHECK_EQ(ossuary_load_secret_key(at("dot/id"), sk), OSSUARY_OK);
+	/* An existing directory keeps its mode. */
+	CHECK_EQ(mkdir(at("open"), 0755), 0);
+	CHECK_EQ(ossuary_write_keypair(at("open/id"), at("open/id.pub")), OSSUARY_OK);
+	CHECK_EQ(mode_of(at("open")), 0755);
+	/* Only the last directory is made: a typo higher up stays an error. */
+	CHECK_EQ(ossuary_write_keypair(at("x/y/id"), at("x/y/id.pub")), OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(errno, ENOENT);
+	CHECK_DETAIL("cannot make its directory: No such file or directory", NULL);
+	CHECK_EQ(mode_of(at("x")), (mode_t)-1);
+
+	/* Known hosts into a missing directory: made, and the key remembered. */
+	CHECK_EQ(ossuary_known_hosts_check(at("kh/known_hosts"), "alpha", pk),
+		 OSSUARY_ERR_UNTRUSTED_SERVER);
+	CHECK_EQ(ossuary_known_hosts_add(at("kh/known_hosts"), "alpha", pk), OSSUARY_OK);
+	CHECK_EQ(mode_of(at("kh")), 0700);
+	CHECK_EQ(mode_of(at("kh/known_hosts")), 0600);
+	CHECK_EQ(ossuary_known_hosts_check(at("kh/known_hosts"), "alpha", pk), OSSUARY_OK);
+	/* Deeper: a clear error, never a silent success. */
+	CHECK_EQ(ossuary_known_hosts_add(at("a/b/known_hosts"), "alpha", pk),
+		 OSSUARY_ERR_KEY_FILE);
+	CHECK_EQ(errno, ENOENT);
+	CHECK_DETAIL("a/b/known_hosts: cannot make its directory", NULL);
+	CHECK_EQ(mode_of(at("a")), (mode_t)-1);
+}
+
+/* The story is per thread: another thread's failure never shows here. */
+static void *fail_in_thread(void *arg)
+{
+	uint8_t k[32];
+
+	(void)arg;
+	ossuary_load_secret_key("/nonexistent/ossuary-key", k);
+	return (void *)(strstr(ossuary_key_file_error(), "nonexistent") ? (void *)1 : NULL);
+}
+
+TEST(key_file_error_per_thread)
+{
+	pthread_t t;
+	void *r = NULL;
+	uint8_t k[32];
+
+	scratch();
+	CHECK_EQ(ossuary_write_keypair(at("k"), at("k.pub")), OSSUARY_OK);
+	CHECK_EQ(ossuary_load_secret_key(at("k"), k), OSSUARY_OK);
+	CHECK_EQ(pthread_create(&t, NULL, fail_in_thread, NULL), 0);
+	CHECK_EQ(pthread_join(t, &r), 0);
+	CHECK(r != NULL);
+	CHECK_EQ(detail()[0], '\0');
+	CHECK(ossuary_key_file_error() != NULL);
+	/* Bad arguments get words too. */
+	CHECK_EQ(ossuary_load_secret_key(NULL, k), OSSUARY_ERR_INVALID);
+	CHECK(detail()[0] != '\0');
+}
+
+TEST(keygen_tool_directories_and_version)
+{
+	char tool[PATH_MAX], out[4096], err[4096];
+	uint8_t k[32];
+	int explicit_bin = tool_path(tool, sizeof(tool));
+
+	if (access(tool, X_OK) != 0) {
+		if (explicit_bin)
+			harness_fail(__FILE__, __LINE__, "%s: %s", tool, strerror(errno));
+		harness_note("SKIP keygen_tool_directories_and_version: %s not built", tool);
+		return;
+	}
+	scratch();
+	{
+		const char *args[] = { "-f", "dot-ossuary/id", NULL };
+
+		CHECK_EQ(run(tool, args, out, sizeof(out), err, sizeof(err)), 0);
+	}
+	CHECK(strstr(err, "made the directory dot-ossuary (mode 0700)") != NULL);
+	CHECK_EQ(mode_of(at("dot-ossuary")), 0700);
+	CHECK_EQ(ossuary_load_secret_key(at("dot-ossuary/id"), k), OSSUARY_OK);
+	CHECK_EQ(ossuary_load_public_key(at("dot-ossuary/id.pub"), k), OSSUARY_OK);
+	/* A second key in the same directory: nothing to make, nothing said. */
+	{
+		const char *args[] = { "-f", "dot-ossuary/id2", NULL };
+
+		CHECK_EQ(run(tool, args, out, sizeof(out), err, sizeof(err)), 0);
+	}
+	CHECK(strstr(err, "made the directory") == NULL);
+	{
+		const char *args[] = { "-f", "dot-ossuary/id", NULL };
+
+		CHECK_EQ(run(tool, args, out, sizeof(out), err, sizeof(err)), 1);
+	}
+	CHECK(strstr(err, "dot-ossuary/id already exists; not overwriting it") != NULL);
+	{
+		const char *args[] = { "--version", NULL };
+
+		CHECK_EQ(run(tool, args, out, sizeof(out), err, sizeof(err)), 0);
+	}
+	CHECK(strncmp(out, "ossuary-keygen ", 15) == 0);
+	/* One line, and a version on it. */
+	CHECK(strlen(out) > 16 && strchr(out, '\n') == out + strlen(out) - 1);
+	CHECK_EQ(err[0], '\0');
 }

@@ -113,7 +113,8 @@ static void usage(FILE *out)
 		"                         from the page cache when the kernel encrypts)\n"
 		"      --recv FILE        write what the peer sends to FILE instead of\n"
 		"                         standard output; with no --send, nothing is sent\n"
-		"      --key FILE         this side's secret key (from ossuary-keygen);\n"
+		"      --key FILE         this side's secret key file (from ossuary-keygen,\n"
+		"                         the one without .pub);\n"
 		"                         without it this side is anonymous\n"
 		"      --authorized FILE  peer public keys to accept, one per line.\n"
 		"                         Listener: only these clients get in. Connecting:\n"
@@ -483,14 +484,14 @@ static int decide_trust(const struct options *o, OssuaryConnection *conn,
 			    "  %s lists another key for this host; it now presents\n"
 			    "  %s (%s).\n"
 			    "  Someone may be intercepting the connection. If the change is\n"
-			    "  expected, delete the host's line from %s and connect again.",
+			    "  expected, delete the host's line from %s and connect again\n"
+			    "  (%s).",
 			    name, o->known_hosts_path, keyhex, fingerprint(key).s,
-			    o->known_hosts_path);
+			    o->known_hosts_path, ossuary_key_file_error());
 			return OSSUARY_ERR_KEY_CHANGED;
 		}
 		if (r != OSSUARY_ERR_UNTRUSTED_SERVER) {
-			msg("cannot read known hosts %s: %s", o->known_hosts_path,
-			    r == OSSUARY_ERR_KEY_FILE ? strerror(errno) : ossuary_strerror(r));
+			msg("--known-hosts %s", ossuary_key_file_error());
 			return r == OSSUARY_ERR_KEY_FILE ? OSSUARY_ERR_INVALID : r;
 		}
 	} else if (o->authorized_path) {
@@ -518,11 +519,13 @@ static int decide_trust(const struct options *o, OssuaryConnection *conn,
 	}
 	if (o->known_hosts_path) {
 		r = ossuary_known_hosts_add(o->known_hosts_path, name, key);
-		if (r == OSSUARY_OK)
-			msg("added %s %s to %s", name, fingerprint(key).s, o->known_hosts_path);
-		else
-			msg("warning: cannot add %s to %s: %s", name, o->known_hosts_path,
-			    r == OSSUARY_ERR_KEY_FILE ? strerror(errno) : ossuary_strerror(r));
+		if (r != OSSUARY_OK) {
+			/* Trusting a key that will not be remembered would ask again next time. */
+			msg("cannot remember %s in --known-hosts %s: refusing it", name,
+			    ossuary_key_file_error());
+			return OSSUARY_ERR_INVALID;
+		}
+		msg("added %s %s to %s", name, fingerprint(key).s, o->known_hosts_path);
 	}
 	return OSSUARY_OK;
 }
@@ -1101,14 +1104,8 @@ static int prepare(const struct options *o, struct xfer *x, OssuaryConnection **
 	if (o->key_path) {
 		r = ossuary_load_secret_key(o->key_path, sk);
 		if (r < 0) {
-			int e = errno;
-
-			if (r == OSSUARY_ERR_KEY_FILE && e == EPERM)
-				msg("%s is readable or writable by others: chmod 600 %s",
-				    o->key_path, o->key_path);
-			else
-				msg("cannot load the secret key %s: %s", o->key_path,
-				    r == OSSUARY_ERR_KEY_FILE ? strerror(e) : ossuary_strerror(r));
+			/* The library names the file, the line, and what to do instead. */
+			msg("--key %s", ossuary_key_file_error());
 			return EX_FAIL;
 		}
 		*have_key = 1;
@@ -1129,10 +1126,9 @@ static int prepare(const struct options *o, struct xfer *x, OssuaryConnection **
 		r = ossuary_load_authorized_keys(*connp, o->authorized_path);
 		if (r <= 0) {
 			if (r == 0)
-				msg("%s holds no key", o->authorized_path);
+				msg("--authorized %s holds no key", o->authorized_path);
 			else
-				msg("cannot load %s: %s", o->authorized_path,
-				    r == OSSUARY_ERR_KEY_FILE ? strerror(errno) : ossuary_strerror(r));
+				msg("--authorized %s", ossuary_key_file_error());
 			return EX_FAIL;
 		}
 		info("%d authorized key%s from %s", r, r == 1 ? "" : "s", o->authorized_path);

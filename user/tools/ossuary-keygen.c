@@ -3,12 +3,16 @@
  * ossuary-keygen: make an Ed25519 authentication key pair.
  *
  *   ossuary-keygen [-f PATH]
+ *   ossuary-keygen --version
  *
  * Writes the secret key to PATH (default ./ossuary.key, mode 0600) and
  * the public key to PATH.pub (mode 0644), never replacing an existing
- * file. The public key goes to standard output as 64 hex digits, alone
- * on its line, so scripts can capture it; everything else goes to
- * standard error. Exit status: 0 written, 1 refused or failed, 2 usage.
+ * file; each file's first line says which it is (ossuary-secret-key-v1,
+ * ossuary-public-key-v1). A missing last directory of PATH is made with
+ * mode 0700, as ssh-keygen makes ~/.ssh. The public key goes to
+ * standard output as 64 hex digits, alone on its line, so scripts can
+ * capture it; everything else goes to standard error. Exit status: 0
+ * written, 1 refused or failed, 2 usage.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +25,10 @@
 
 #define DEFAULT_PATH "./ossuary.key"
 
+#ifndef OSSUARY_VERSION
+#define OSSUARY_VERSION "unknown"	/* user/Makefile passes VERSION */
+#endif
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -28,23 +36,31 @@ static void usage(FILE *out)
 		"Generate an Ossuary Ed25519 authentication key pair.\n"
 		"\n"
 		"  -f, --file PATH  secret key file (default %s); the public key\n"
-		"                   goes to PATH.pub. Existing files are never replaced.\n"
+		"                   goes to PATH.pub. Existing files are never replaced;\n"
+		"                   a missing last directory is made (mode 0700).\n"
 		"  -h, --help       show this help\n"
+		"      --version    show the version\n"
 		"\n"
-		"Prints the public key (64 hex digits) on standard output.\n",
+		"Prints the public key (64 hex digits) on standard output. Give the\n"
+		"secret key (PATH) to ossuary-cat --key, and PATH.pub to the peers.\n",
 		DEFAULT_PATH);
 }
 
-/* Names the file that blocked us, so the user knows what to move away. */
-static const char *existing(const char *a, const char *b)
+/* The directory part of path, when it is missing (and so will be made). */
+static char *missing_dir(const char *path)
 {
+	const char *slash = strrchr(path, '/');
 	struct stat st;
+	char *dir;
 
-	if (lstat(a, &st) == 0)
-		return a;
-	if (lstat(b, &st) == 0)
-		return b;
-	return a;
+	if (!slash || slash == path)
+		return NULL;
+	dir = strndup(path, (size_t)(slash - path));
+	if (dir && (stat(dir, &st) == 0 || errno != ENOENT)) {
+		free(dir);
+		dir = NULL;
+	}
+	return dir;
 }
 
 int main(int argc, char **argv)
@@ -52,11 +68,12 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "file", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = DEFAULT_PATH;
 	uint8_t pk[OSSUARY_KEY_LEN];
-	char *pub;
+	char *pub, *dir;
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "f:h", opts, NULL)) != -1) {
@@ -67,6 +84,9 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'V':
+			printf("ossuary-keygen %s\n", OSSUARY_VERSION);
+			return fflush(stdout) == 0 ? 0 : 1;
 		default:
 			usage(stderr);
 			return 2;
@@ -83,26 +103,22 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	dir = missing_dir(path);
 	rc = ossuary_write_keypair(path, pub);
-	if (rc == OSSUARY_ERR_KEY_FILE && errno == EEXIST) {
-		fprintf(stderr, "ossuary-keygen: %s already exists; not overwriting it\n",
-			existing(path, pub));
-		free(pub);
-		return 1;
-	}
 	if (rc != OSSUARY_OK) {
-		int e = errno;
-
-		fprintf(stderr, "ossuary-keygen: cannot write the key pair %s and %s: %s\n",
-			path, pub, rc == OSSUARY_ERR_KEY_FILE ? strerror(e) : ossuary_strerror(rc));
+		fprintf(stderr, "ossuary-keygen: %s\n", ossuary_key_file_error());
+		free(dir);
 		free(pub);
 		return 1;
 	}
+	if (dir)
+		fprintf(stderr, "ossuary-keygen: made the directory %s (mode 0700)\n", dir);
+	free(dir);
 	/* Read the public key back: what we print is what the file holds. */
 	rc = ossuary_load_public_key(pub, pk);
 	if (rc != OSSUARY_OK) {
 		fprintf(stderr, "ossuary-keygen: wrote %s but cannot read it back: %s\n",
-			pub, ossuary_strerror(rc));
+			pub, ossuary_key_file_error());
 		free(pub);
 		return 1;
 	}

@@ -17,7 +17,6 @@
 #include <linux/kernel.h>
 #include <linux/string.h>
 #include <linux/slab.h>
-#include <linux/unaligned.h>
 #include <linux/highmem.h>
 #include <crypto/algapi.h>
 #include <crypto/chacha.h>

@@ -207,17 +207,44 @@ static int ossuary_disconnect(struct sock *sk, int flags)
  * SIOCINQ (FIONREAD): what a read can return now, i.e. the plaintext of
  * the record at hand, not TCP's count of sealed bytes.
  */
-static int ossuary_ioctl(struct sock *sk, int cmd, int *karg)
+static int ossuary_ioctl(struct sock *sk, int cmd, OSSUARY_IOCTL_ARG karg)
 {
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
+	int answ;
 
 	if (cmd != SIOCINQ || !READ_ONCE(ctx->rx_installed))
 		return ctx->sk_proto->ioctl(sk, cmd, karg);
 	lock_sock(sk);
-	*karg = ossuary_rx_inq(ctx);
+	answ = ossuary_rx_inq(ctx);
 	release_sock(sk);
-	return 0;
+	return ossuary_ioctl_answer(karg, answ);
 }
+
+#ifdef OSSUARY_COMPAT_SENDPAGE
+/*
+ * 6.1: sendfile() and splice() to the socket come here a page at a
+ * time.  The page goes to ossuary_sendmsg() as a one-page bvec with
+ * MSG_SPLICE_PAGES, so it is sealed from where it is, as on 6.12.
+ * MSG_SENDPAGE_NOTLAST (more of this splice follows) is MSG_MORE; a
+ * sendfile() that ends short is sealed by splice_eof.
+ */
+static int ossuary_sendpage(struct sock *sk, struct page *page, int offset,
+			    size_t size, int flags)
+{
+	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
+	struct msghdr msg = {};
+	struct bio_vec bvec;
+
+	if (!READ_ONCE(ctx->tx_installed))
+		return ctx->sk_proto->sendpage(sk, page, offset, size, flags);
+	if (flags & MSG_SENDPAGE_NOTLAST)
+		flags = (flags & ~MSG_SENDPAGE_NOTLAST) | MSG_MORE;
+	msg.msg_flags = flags | MSG_SPLICE_PAGES;
+	bvec_set_page(&bvec, page, size, offset);
+	iov_iter_bvec(&msg.msg_iter, ITER_SOURCE, &bvec, 1, size);
+	return ossuary_sendmsg(sk, &msg, size);
+}
+#endif
 
 static void ossuary_ctx_free_rcu(struct rcu_head *head)
 {
@@ -332,6 +359,10 @@ static void ossuary_build_protos(int ip, const struct proto *base,
 	p->recvmsg = ossuary_recvmsg;
 	/* sendfile()'s end: seal the open record, then push as TCP does */
 	p->splice_eof = ossuary_splice_eof;
+#ifdef OSSUARY_COMPAT_SENDPAGE
+	/* 6.1: sendfile() and splice() lend pages through sendpage */
+	p->sendpage = ossuary_sendpage;
+#endif
 
 	ossuary_proto_ops[ip] = *base_ops;
 	ossuary_proto_ops[ip].poll = ossuary_poll;

@@ -17,6 +17,8 @@
 #include <net/inet_connection_sock.h>
 #include <linux/ossuary.h>
 
+#include "compat.h"
+
 #define OSSUARY_NONCE_LEN	12
 #define OSSUARY_KEY_LEN		32
 

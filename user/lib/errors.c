@@ -24,6 +24,7 @@ const char *ossuary_strerror(int err)
 	case OSSUARY_ERR_KEY_FILE: return "key file unreadable, malformed or too open";
 	case OSSUARY_ERR_KEY_CHANGED: return "known host presented a different key";
 	case OSSUARY_ERR_CRYPTO: return "crypto library failure";
+	case OSSUARY_ERR_HANDSHAKE_FAILED: return "handshake failed: the server could not open our CLIENT_AUTH";
 	case OSSUARY_ERR_NOT_OSSUARY: return "the peer does not speak Ossuary (wrong port?)";
 	case OSSUARY_ERR_WOULD_BLOCK: return "would block: more input or output room needed";
 	case OSSUARY_ERR_UNTRUSTED_SERVER: return "untrusted server key: approve or refuse";

@@ -28,6 +28,9 @@ void harness_register(struct harness_test *t);
 void harness_fail(const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4), noreturn));
 void harness_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Ends the running test as skipped: "ok N - name # SKIP reason". */
+void harness_skip(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
 
 #define TEST(name)                                                        \
 	static void test_##name(void);                                    \
@@ -66,6 +69,7 @@ void harness_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static struct harness_test *harness_head, **harness_tail = &harness_head;
 static jmp_buf harness_jmp;
+static char harness_skip_reason[256];
 
 void harness_register(struct harness_test *t)
 {
@@ -96,6 +100,16 @@ void harness_fail(const char *file, int line, const char *fmt, ...)
 	longjmp(harness_jmp, 1);
 }
 
+void harness_skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(harness_skip_reason, sizeof(harness_skip_reason), fmt, ap);
+	va_end(ap);
+	longjmp(harness_jmp, 2);
+}
+
 int main(int argc, char **argv)
 {
 	/* volatile: they live across the longjmp() out of a failed test */
@@ -112,12 +126,18 @@ int main(int argc, char **argv)
 		if (argc >= 2 && strcmp(argv[1], t->name) != 0)
 			continue;
 		n++;
-		if (setjmp(harness_jmp) == 0) {
+		switch (setjmp(harness_jmp)) {
+		case 0:
 			t->fn();
 			printf("ok %d - %s\n", n, t->name);
-		} else {
+			break;
+		case 2:
+			printf("ok %d - %s # SKIP %s\n", n, t->name, harness_skip_reason);
+			break;
+		default:
 			printf("not ok %d - %s\n", n, t->name);
 			failed++;
+			break;
 		}
 	}
 	printf("# %d passed, %d failed\n", n - failed, failed);

@@ -261,9 +261,10 @@ static int exit_for(int err)
 		return EX_TRUNCATED;
 	case OSSUARY_ERR_DECRYPT:
 	case OSSUARY_ERR_PROTOCOL:
-	case OSSUARY_ERR_RESET:
 	case OSSUARY_ERR_TOO_MANY_RESETS:
+	case OSSUARY_ERR_HANDSHAKE_FAILED:	/* the peer could not open CLIENT_AUTH */
 		return EX_INTEGRITY;
+	case OSSUARY_ERR_RESET:			/* the peer reset the session */
 	case OSSUARY_ERR_IO:
 	case OSSUARY_ERR_DISCONNECTED:
 	case OSSUARY_ERR_TIMEOUT:
@@ -570,6 +571,10 @@ static int handshake_failed(const struct options *o, OssuaryConnection *conn,
 		msg("%s closed the connection during the handshake (is it an ossuary-cat?)",
 		    peer);
 		return EX_LOST;
+	case OSSUARY_ERR_HANDSHAKE_FAILED:
+		msg("handshake with %s failed: it could not open our CLIENT_AUTH "
+		    "(altered in transit?)", peer);
+		break;
 	case OSSUARY_ERR_IO:
 		msg("handshake with %s: connection lost: %s", peer, strerror(errno));
 		break;
@@ -687,21 +692,52 @@ static int fail_with(int code)
 	return -1;
 }
 
+/* Userspace mode: did a reset that just completed follow a record of ours that failed to open? */
+static int reset_after_failure(struct xfer *x)
+{
+	int ev, after = 0;
+
+	while ((ev = ossuary_next_event(x->conn)) > 0)
+		if (ev == OSSUARY_EVENT_RESET || ev == OSSUARY_EVENT_RESET_AFTER_FAILURE)
+			after = ev == OSSUARY_EVENT_RESET_AFTER_FAILURE;
+	return after;
+}
+
 static int io_failed(struct xfer *x, const char *what, int r)
 {
 	int e = errno;
 
+	/* Userspace mode: the library kept the reason of the peer's DISCONNECT. */
+	if (r == OSSUARY_ERR_DISCONNECTED && !x->kernel && x->peer_reason < 0 &&
+	    ossuary_peer_disconnect_reason(x->conn) >= 0)
+		x->peer_reason = ossuary_peer_disconnect_reason(x->conn);
 	switch (r) {
 	case OSSUARY_ERR_TRUNCATED:
 		msg("the peer's data ended without a clean close: the %" PRIu64
 		    " bytes received are incomplete (truncated)", x->rx.bytes);
 		break;
-	case OSSUARY_ERR_DECRYPT:
-	case OSSUARY_ERR_PROTOCOL:
 	case OSSUARY_ERR_RESET:
+		if (!x->kernel && reset_after_failure(x)) {
+			msg("%s: a record failed to open (data altered in transit); the "
+			    "session was reset and the data in flight was dropped", what);
+			return fail_with(EX_INTEGRITY);
+		}
+		msg("connection lost: the peer reset the session; data in flight was "
+		    "dropped (the %" PRIu64 " bytes received are incomplete)", x->rx.bytes);
+		break;
+	case OSSUARY_ERR_DECRYPT:
+		msg("%s: a record failed to open: the data was altered in transit "
+		    "(the %" PRIu64 " bytes received before it are intact)", what,
+		    x->rx.bytes);
+		break;
+	case OSSUARY_ERR_PROTOCOL:
 	case OSSUARY_ERR_TOO_MANY_RESETS:
 		msg("%s: %s: the data was altered in transit, or is not Ossuary records",
 		    what, ossuary_strerror(r));
+		break;
+	case OSSUARY_ERR_HANDSHAKE_FAILED:
+		msg("handshake failed: the peer could not open our CLIENT_AUTH "
+		    "(altered in transit?)");
 		break;
 	case OSSUARY_ERR_REFUSED:
 		msg("handshake refused: the peer does not accept our key "

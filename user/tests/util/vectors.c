@@ -81,6 +81,21 @@ static bool find_root(const char *dir, char *root, size_t root_len)
 	}
 }
 
+bool vec_checkout_root(char *root, size_t root_len)
+{
+	char exe[PATH_MAX];
+	ssize_t n;
+
+	if (find_root(".", root, root_len))
+		return true;
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = 0;
+	*strrchr(exe, '/') = 0;
+	return find_root(exe, root, root_len);
+}
+
 static char *vectors_path(const char *name, char *path, size_t len)
 {
 	const char *env = getenv("OSSUARY_VECTORS");

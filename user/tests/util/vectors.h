@@ -18,6 +18,8 @@
 
 /* Parses NAME from $OSSUARY_VECTORS, else <repo>/vectors. */
 const struct json *vec_load(const char *name);
+/* The checkout's root directory (the one holding vectors/), from cwd or the binary. */
+bool vec_checkout_root(char *root, size_t root_len);
 /* Frees every loaded document and buffer. */
 void vec_release(void);
 

@@ -93,6 +93,8 @@ keys=$(jq -r '[.handshakes[] | .client.auth_pub, .server.auth_pub] | map(select(
 i=0
 for k in $keys; do
 	printf '# ossuary ed25519 public key\n%s\n' "$k" >"$out/fuzz_keyfile/public-$i"
+	printf 'ossuary-public-key-v1\n%s\n' "$k" >"$out/fuzz_keyfile/typed-public-$i"
+	printf 'ossuary-secret-key-v1\n# keep private\n%s\n' "$k" >"$out/fuzz_keyfile/typed-secret-$i"
 	printf '%s laptop\r\n' "$k" >"$out/fuzz_keyfile/comment-$i"
 	printf 'host.example %s\n' "$k" >"$out/fuzz_keyfile/known-hosts-$i"
 	i=$((i + 1))

@@ -243,6 +243,12 @@ static int parse_key_file(const char *path, const char *buf, size_t len, int wan
 		int mark = oss_key_mark(s, n), r;
 		char name[64];
 
+		/* The same limit as an authorized-keys line. */
+		if (n > LINE_MAX_LEN) {
+			rc = oss_key_error(OSSUARY_ERR_KEY_FILE, EINVAL,
+					   "%s:%u: longer than %d bytes", path, l.no, LINE_MAX_LEN);
+			continue;
+		}
 		switch (mark) {
 		case OSS_MARK_SECRET_TYPE:
 		case OSS_MARK_PUBLIC_TYPE:

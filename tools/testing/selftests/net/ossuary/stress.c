@@ -703,8 +703,9 @@ TEST_F_TIMEOUT(st, four_threads_per_socket, ST_TIMEOUT)
 			ASSERT_GE(eps[i].fds[k], 0);
 		}
 	for (int i = 0; i < 2 * npairs; i++)
-		for (int k = 0; k < 4; k++)
+		for (int k = 0; k < 4; k++) {
 			ASSERT_EQ(0, pthread_create(&thr[4 * i + k], NULL, fns[k], &eps[i]));
+		}
 	/*
 	 * The threads close their own dup()s; these are the last references
 	 * only until then: close them now so that whichever thread finishes
@@ -1334,8 +1335,9 @@ TEST_F_TIMEOUT(st, unload_under_load, ST_TIMEOUT)
 			ASSERT_GE(eps[i].fds[k], 0);
 		}
 	for (int i = 0; i < 2 * npairs; i++)
-		for (int k = 0; k < 2; k++)
+		for (int k = 0; k < 2; k++) {
 			ASSERT_EQ(0, pthread_create(&thr[2 * i + k], NULL, fns[k], &eps[i]));
+		}
 	for (int i = 0; i < 2 * npairs; i++)
 		close(eps[i].fd);
 	/* while the streams run: every unload is refused */

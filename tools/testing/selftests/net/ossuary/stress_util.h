@@ -37,7 +37,7 @@ struct st_fail {
 
 static struct st_fail st_failure = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-__attribute__((format(printf, 1, 2)))
+__attribute__((format(printf, 1, 2), unused))
 static void st_fail(const char *fmt, ...)
 {
 	va_list ap;

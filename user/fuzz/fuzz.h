@@ -197,6 +197,7 @@ struct fuzz_app {
 	struct fuzz_result r;
 	int approve;		/* answer at the trust-on-first-use pause */
 	int dropped;		/* owed output did not fit the outgoing pipe */
+	int failed_record;	/* saw OSSUARY_EVENT_RESET_AFTER_FAILURE or _HANDSHAKE_FAILED */
 	/* Optional: sees every delivered byte, in order. */
 	void (*on_data)(struct fuzz_app *a, const uint8_t *p, size_t n);
 	void *user;
@@ -214,9 +215,13 @@ static void fuzz_app_events(struct fuzz_app *a)
 {
 	int ev;
 
-	while ((ev = ossuary_next_event(a->c)) > 0)
+	while ((ev = ossuary_next_event(a->c)) > 0) {
+		if (ev == OSSUARY_EVENT_RESET_AFTER_FAILURE ||
+		    ev == OSSUARY_EVENT_HANDSHAKE_FAILED)
+			a->failed_record = 1;
 		if (a->r.n_events < sizeof(a->r.events) / sizeof(a->r.events[0]))
 			a->r.events[a->r.n_events++] = ev;
+	}
 }
 
 /*

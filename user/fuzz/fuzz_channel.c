@@ -16,7 +16,8 @@
  *  - every byte an endpoint delivers was sent by its peer, in order
  *    (delivered is a subsequence of sent: resets may discard, never invent);
  *  - without tampering, no endpoint reports a decryption or protocol
- *    error while its peer is alive: two honest peers must always agree.
+ *    error while its peer is alive, and no reset ever follows a record
+ *    that failed to open: two honest peers must always agree.
  */
 #include "fuzz.h"
 
@@ -197,9 +198,11 @@ static void setup(unsigned int cfg)
 }
 
 /*
- * A peer that gives up mid-handshake sends a cleartext DISCONNECT, which
- * a side already holding application keys must reject as a protocol
- * error (PROTOCOL.md "Control"): so the rule holds while the peer lives.
+ * A peer that gives up mid-handshake sends a cleartext DISCONNECT: a
+ * client right after its CLIENT_AUTH reports a failed handshake, a side
+ * further on a protocol error (PROTOCOL.md "Control"). So the rule holds
+ * while the peer lives. A record that failed to open (a reset after a
+ * failure, a failed handshake) needs tampering, or a peer that failed.
  */
 static void check_honest(void)
 {
@@ -209,9 +212,14 @@ static void check_honest(void)
 		int peer_failed = peer < 0 && peer != OSSUARY_ERR_UNTRUSTED_SERVER;
 
 		if (!tampered && !peer_failed &&
-		    (rc == OSSUARY_ERR_DECRYPT || rc == OSSUARY_ERR_PROTOCOL)) {
+		    (rc == OSSUARY_ERR_DECRYPT || rc == OSSUARY_ERR_PROTOCOL ||
+		     rc == OSSUARY_ERR_HANDSHAKE_FAILED)) {
 			fprintf(stderr, "side %d reported %d (%s) between honest peers\n", s,
 				rc, ossuary_strerror(rc));
+			abort();
+		}
+		if (!tampered && sides[s].app.failed_record && !peer_failed) {
+			fprintf(stderr, "side %d saw a failed record between honest peers\n", s);
 			abort();
 		}
 	}

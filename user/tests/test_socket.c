@@ -4,8 +4,9 @@
  * handshakes for every role, blocking and non-blocking; the handshake
  * never reading past its last record; bulk transfers through the
  * userspace record layer; truncation against clean shutdown; offload on
- * a host without the module; timeouts and garbage peers. The library
- * against the real module is test_interop.c.
+ * a host without the module; timeouts and garbage peers; revision 2.1's
+ * resets, failed handshakes and the exit statuses ossuary-cat gives for
+ * them. The library against the real module is test_interop.c.
  *
  * Peers run in threads. CHECK only ever runs on the main thread (it
  * longjmps): threads store what they saw and the main thread checks it
@@ -16,6 +17,9 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -23,6 +27,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -731,6 +736,17 @@ TEST(clean_shutdown_is_eof_and_half_close)
 	teardown(&s);
 }
 
+/* Drains the connection's events; 1 if ev was among them. */
+static int saw_event(OssuaryConnection *c, int ev)
+{
+	int e, seen = 0;
+
+	while ((e = ossuary_next_event(c)) > 0)
+		if (e == ev)
+			seen = 1;
+	return seen;
+}
+
 /*
  * One flipped bit: nothing of the record is delivered; the userspace
  * layer recovers with a RESET exchange and a new handshake on the same
@@ -773,6 +789,9 @@ TEST(corrupted_record_resets_and_rehandshakes)
 	CHECK_EQ(ossuary_mode(s.server), OSSUARY_MODE_HANDSHAKE);
 	CHECK_EQ(ossuary_read(s.client, s.fds[0], b, sizeof(b)), OSSUARY_ERR_RESET);
 	CHECK_EQ(ossuary_read(s.client, s.fds[0], b, sizeof(b)), OSSUARY_ERR_RESET);
+	/* Reported: the client's reset followed a record that failed to open. */
+	CHECK(saw_event(s.client, OSSUARY_EVENT_RESET_AFTER_FAILURE));
+	CHECK(saw_event(s.server, OSSUARY_EVENT_RESET));
 	/* A new handshake on the same stream, and the channel works again. */
 	peer_init(&pc, s.client, s.fds[0]);
 	peer_init(&ps, s.server, s.fds[1]);
@@ -781,17 +800,6 @@ TEST(corrupted_record_resets_and_rehandshakes)
 	CHECK_EQ(ps.rc, OSSUARY_OK);
 	ping_pong(&s);
 	teardown(&s);
-}
-
-/* Drains the connection's events; 1 if ev was among them. */
-static int saw_event(OssuaryConnection *c, int ev)
-{
-	int e, seen = 0;
-
-	while ((e = ossuary_next_event(c)) > 0)
-		if (e == ev)
-			seen = 1;
-	return seen;
 }
 
 /* An application-initiated RESET and KEY_UPDATE pushed with a zero write. */
@@ -1207,4 +1215,377 @@ TEST(signals_interrupt_nothing)
 	check_bulk(&w, &r);
 	CHECK(ticks > 0);
 	teardown(&s);
+}
+
+/* ---- revision 2.1: resets and failed handshakes on a socket ---- */
+
+static void recv_exact_raw(int fd, uint8_t *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = recv(fd, buf + got, len - got, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			harness_fail(__FILE__, __LINE__, "recv: %zd after %zu of %zu bytes",
+				     n, got, len);
+		got += (size_t)n;
+	}
+}
+
+/* Moves what the core owes (handshake records, DISCONNECT) onto fd, raw. */
+static size_t push_owed(OssuaryConnection *c, int fd, uint8_t *copy)
+{
+	uint8_t buf[512];
+	size_t n = sizeof(buf);
+
+	CHECK(ossuary_send_handshake(c, buf, &n) >= 0 || n == 0);
+	if (copy)
+		memcpy(copy, buf, n);
+	CHECK_EQ(send_all(fd, buf, n), 0);
+	return n;
+}
+
+/*
+ * The server half of a handshake driven by hand over the raw socket, so
+ * that a test can damage what crosses. damage_sh: flip the last bit of
+ * the first SERVER_HELLO. Returns with CLIENT_AUTH read (in ca, 116 bytes,
+ * not yet given to the server).
+ */
+static void manual_server(OssuaryConnection *sv, int fd, int damage_sh, uint8_t ca[116])
+{
+	uint8_t buf[256];
+	size_t n;
+
+	recv_exact_raw(fd, buf, 80);
+	n = 80;
+	CHECK_EQ(ossuary_recv_handshake(sv, buf, &n), OSSUARY_OK);
+	n = sizeof(buf);
+	CHECK_EQ(ossuary_send_handshake(sv, buf, &n), 192);
+	if (damage_sh) {
+		buf[191] ^= 0x01;
+		CHECK_EQ(send_all(fd, buf, 192), 0);
+		/* One-way: a cleartext RESET and at once a fresh CLIENT_HELLO. */
+		recv_exact_raw(fd, buf, 85);
+		CHECK_MEM(buf, "\x02\x11\x00\x01\x00", 5);
+		n = 85;
+		CHECK_EQ(ossuary_recv_handshake(sv, buf, &n), OSSUARY_OK);
+		CHECK_EQ(n, 85);
+		CHECK(saw_event(sv, OSSUARY_EVENT_RESET));
+		n = sizeof(buf);
+		CHECK_EQ(ossuary_send_handshake(sv, buf, &n), 192);	/* nothing for the RESET */
+	}
+	CHECK_EQ(send_all(fd, buf, 192), 0);
+	recv_exact_raw(fd, ca, 116);
+}
+
+/* A SERVER_HELLO damaged in transit: the client restarts the handshake alone. */
+TEST(handshake_reset_on_a_damaged_server_hello)
+{
+	struct setup s;
+	struct peer pc;
+	pthread_t t;
+	uint8_t ca[116];
+	size_t n = sizeof(ca);
+
+	memset(&s, 0, sizeof(s));
+	pair_or_fail(AF_INET, s.fds);
+	s.client = ossuary_create_connection(CONN_TYPE_CLIENT, NULL);
+	s.server = ossuary_create_connection(CONN_TYPE_UNAUTHENTICATED_SERVER, NULL);
+	CHECK(s.client && s.server);
+	peer_init(&pc, s.client, s.fds[0]);
+	CHECK(pthread_create(&t, NULL, peer_main, &pc) == 0);
+	manual_server(s.server, s.fds[1], 1, ca);
+	CHECK_EQ(ossuary_recv_handshake(s.server, ca, &n), OSSUARY_OK);
+	pthread_join(t, NULL);
+	CHECK_EQ(pc.rc, OSSUARY_OK);
+	CHECK_EQ(ossuary_handshake_done(s.server), 1);
+	CHECK(saw_event(s.client, OSSUARY_EVENT_RESET_AFTER_FAILURE));
+	ping_pong(&s);
+	teardown(&s);
+}
+
+/*
+ * A CLIENT_AUTH the server cannot open: it answers a cleartext
+ * DISCONNECT(1); the client's handshake had completed on its side, and
+ * its first read reports the failed handshake.
+ */
+TEST(handshake_failed_after_client_auth)
+{
+	struct setup s;
+	struct peer pc;
+	pthread_t t;
+	uint8_t ca[116], dc[8];
+	size_t n = sizeof(ca);
+	char b[8];
+
+	memset(&s, 0, sizeof(s));
+	pair_or_fail(AF_INET, s.fds);
+	s.client = ossuary_create_connection(CONN_TYPE_CLIENT, NULL);
+	s.server = ossuary_create_connection(CONN_TYPE_UNAUTHENTICATED_SERVER, NULL);
+	CHECK(s.client && s.server);
+	peer_init(&pc, s.client, s.fds[0]);
+	CHECK(pthread_create(&t, NULL, peer_main, &pc) == 0);
+	manual_server(s.server, s.fds[1], 0, ca);
+	pthread_join(t, NULL);
+	CHECK_EQ(pc.rc, OSSUARY_OK);
+	ca[50] ^= 0x04;
+	CHECK_EQ(ossuary_recv_handshake(s.server, ca, &n), OSSUARY_ERR_DECRYPT);
+	CHECK_EQ(push_owed(s.server, s.fds[1], dc), 5);
+	CHECK_MEM(dc, "\x02\x10\x00\x01\x01", 5);
+	CHECK_EQ(ossuary_read(s.client, s.fds[0], b, sizeof(b)), OSSUARY_ERR_HANDSHAKE_FAILED);
+	CHECK_EQ(ossuary_read(s.client, s.fds[0], b, sizeof(b)), OSSUARY_ERR_HANDSHAKE_FAILED);
+	CHECK_EQ(ossuary_mode(s.client), OSSUARY_ERR_HANDSHAKE_FAILED);
+	CHECK(saw_event(s.client, OSSUARY_EVENT_HANDSHAKE_FAILED));
+	CHECK_EQ(ossuary_peer_disconnect_reason(s.client), OSSUARY_DISCONNECT_ERROR);
+	teardown(&s);
+}
+
+/* Seals "secret" for the client and sends it with one bit flipped. */
+static void send_damaged(struct setup *s)
+{
+	uint8_t wire[64];
+	size_t n = sizeof(wire);
+
+	CHECK_EQ(ossuary_send_data(s->server, (const uint8_t *)"secret", 6, wire, &n), 6);
+	CHECK_EQ(n, 26);
+	wire[10] ^= 0x01;
+	CHECK_EQ(send_all(s->fds[1], wire, n), 0);
+}
+
+/*
+ * A reset started because a record failed to open, overtaken by the
+ * peer's clean close: the reader gets the integrity error, never 0.
+ */
+TEST(failed_record_then_peer_shutdown_is_not_eof)
+{
+	struct setup s;
+	struct pollfd p;
+	char b[16];
+
+	setup_pair(&s, AF_INET);
+	send_damaged(&s);
+	set_nonblock(s.fds[0], 1);
+	p.fd = s.fds[0];
+	p.events = POLLIN;
+	CHECK(poll(&p, 1, 5000) == 1);
+	CHECK_EQ(ossuary_read(s.client, s.fds[0], b, sizeof(b)), OSSUARY_ERR_WOULD_BLOCK);
+	set_nonblock(s.fds[0], 0);
+	/* The server closes before it reads the client's RESET. */
+	CHECK_EQ(ossuary_shutdown(s.server, s.fds[1]), OSSUARY_OK);
+	CHECK_EQ(ossuary_read(s.client, s.fds[0], b, sizeof(b)), OSSUARY_ERR_DECRYPT);
+	CHECK_EQ(ossuary_read(s.client, s.fds[0], b, sizeof(b)), OSSUARY_ERR_DECRYPT);
+	teardown(&s);
+}
+
+/* ---- ossuary-cat's exit statuses (userspace mode) against a test server ---- */
+
+struct cat_run {
+	pid_t pid;
+	int fd;			/* our end of the connection */
+	int in;			/* write end of ossuary-cat's standard input */
+	char err[128];		/* its standard error, in a file */
+};
+
+static int cat_binary(char *path, size_t len)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n <= 0)
+		return 0;
+	exe[n] = 0;
+	*strrchr(exe, '/') = 0;
+	snprintf(path, len, "%s/../bin/ossuary-cat", exe);
+	return access(path, X_OK) == 0;
+}
+
+/* Starts ossuary-cat --userspace connecting to a listener of ours. */
+static void cat_start(struct cat_run *r)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t alen = sizeof(a);
+	char path[PATH_MAX + 32], port[16];
+	struct pollfd p;
+	int lfd, efd, in[2];
+
+	if (!cat_binary(path, sizeof(path)))
+		harness_skip("no ossuary-cat beside the tests (make tools)");
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(lfd >= 0);
+	CHECK(bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	CHECK(listen(lfd, 1) == 0);
+	CHECK(getsockname(lfd, (struct sockaddr *)&a, &alen) == 0);
+	snprintf(port, sizeof(port), "%u", ntohs(a.sin_port));
+	snprintf(r->err, sizeof(r->err), "/tmp/ossuary-test-cat.XXXXXX");
+	efd = mkstemp(r->err);
+	CHECK(efd >= 0);
+	CHECK(pipe2(in, O_CLOEXEC) == 0);
+	r->pid = fork();
+	CHECK(r->pid >= 0);
+	if (r->pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(in[0], 0);
+		dup2(null, 1);
+		dup2(efd, 2);
+		execl(path, "ossuary-cat", "--userspace", "--accept-new", "-w", "20",
+		      "127.0.0.1", port, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(efd);
+	r->in = in[1];
+	p.fd = lfd;
+	p.events = POLLIN;
+	CHECK(poll(&p, 1, 20000) == 1);
+	r->fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	close(lfd);
+	CHECK(r->fd >= 0);
+	set_timeouts(r->fd, 30);
+}
+
+/* Its exit status (killed after 30 s); its standard error into msg. */
+static int cat_finish(struct cat_run *r, char *msg, size_t len)
+{
+	int64_t end = now_ms() + 30000;
+	int st = 0, fd;
+	ssize_t n;
+
+	while (waitpid(r->pid, &st, WNOHANG) == 0) {
+		if (now_ms() > end) {
+			kill(r->pid, SIGKILL);
+			waitpid(r->pid, &st, 0);
+			break;
+		}
+		usleep(5000);
+	}
+	close(r->in);
+	if (r->fd >= 0)
+		close(r->fd);
+	fd = open(r->err, O_RDONLY);
+	n = fd >= 0 ? read(fd, msg, len - 1) : -1;
+	msg[n > 0 ? n : 0] = 0;
+	while (n > 0 && msg[n - 1] == '\n')
+		msg[--n] = 0;
+	if (fd >= 0)
+		close(fd);
+	unlink(r->err);
+	harness_note("ossuary-cat: %s", msg);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Our server's handshake with the ossuary-cat client. */
+static OssuaryConnection *cat_server(struct cat_run *r)
+{
+	uint8_t sk[32], pk[32];
+	OssuaryConnection *sv;
+
+	CHECK_EQ(ossuary_generate_auth_keypair(sk, pk), OSSUARY_OK);
+	sv = ossuary_create_connection(CONN_TYPE_UNAUTHENTICATED_SERVER, sk);
+	CHECK(sv);
+	CHECK_EQ(ossuary_handshake_fd(sv, r->fd, 20000), OSSUARY_OK);
+	return sv;
+}
+
+enum cat_case {
+	CAT_PEER_RESET,		/* we reset the session */
+	CAT_DAMAGED_THEN_RESET,	/* a damaged record; we answer its RESET */
+	CAT_DAMAGED_THEN_CLOSE,	/* a damaged record; we close cleanly instead */
+	CAT_PEER_CANNOT_OPEN,	/* we send DISCONNECT(1) */
+	CAT_HANDSHAKE_FAILED,	/* we cannot open its CLIENT_AUTH */
+};
+
+static int cat_case(enum cat_case k, char *msg, size_t len)
+{
+	struct cat_run r;
+	OssuaryConnection *sv;
+	struct setup s;
+	char b[16];
+	int rc;
+
+	cat_start(&r);
+	if (k == CAT_HANDSHAKE_FAILED) {
+		uint8_t ca[116];
+		size_t n = sizeof(ca);
+
+		sv = ossuary_create_connection(CONN_TYPE_UNAUTHENTICATED_SERVER, NULL);
+		CHECK(sv);
+		manual_server(sv, r.fd, 0, ca);
+		ca[50] ^= 0x04;
+		CHECK_EQ(ossuary_recv_handshake(sv, ca, &n), OSSUARY_ERR_DECRYPT);
+		CHECK_EQ(push_owed(sv, r.fd, NULL), 5);
+	} else {
+		sv = cat_server(&r);
+	}
+	switch (k) {
+	case CAT_PEER_RESET:
+		CHECK_EQ(ossuary_reset(sv), OSSUARY_OK);
+		CHECK_EQ(ossuary_write(sv, r.fd, NULL, 0), 0);
+		/* Its RESET (and a CLIENT_HELLO nobody will answer). */
+		CHECK_EQ(ossuary_read(sv, r.fd, b, sizeof(b)), OSSUARY_ERR_RESET);
+		break;
+	case CAT_DAMAGED_THEN_RESET:
+	case CAT_DAMAGED_THEN_CLOSE:
+		s.server = sv;
+		s.fds[1] = r.fd;
+		send_damaged(&s);
+		if (k == CAT_DAMAGED_THEN_RESET)
+			CHECK_EQ(ossuary_read(sv, r.fd, b, sizeof(b)), OSSUARY_ERR_RESET);
+		else
+			CHECK_EQ(ossuary_shutdown(sv, r.fd), OSSUARY_OK);
+		break;
+	case CAT_PEER_CANNOT_OPEN:
+		CHECK_EQ(ossuary_disconnect(sv, OSSUARY_DISCONNECT_ERROR), OSSUARY_OK);
+		ossuary_write(sv, r.fd, NULL, 0);
+		break;
+	case CAT_HANDSHAKE_FAILED:
+		break;
+	}
+	rc = cat_finish(&r, msg, len);
+	ossuary_destroy_connection(&sv);
+	return rc;
+}
+
+TEST(cat_peer_reset_exits_7)
+{
+	char msg[1024];
+
+	CHECK_EQ(cat_case(CAT_PEER_RESET, msg, sizeof(msg)), 7);
+	CHECK(strstr(msg, "reset the session") && strstr(msg, "dropped"));
+}
+
+TEST(cat_reset_after_our_failed_record_exits_9)
+{
+	char msg[1024];
+
+	CHECK_EQ(cat_case(CAT_DAMAGED_THEN_RESET, msg, sizeof(msg)), 9);
+	CHECK(strstr(msg, "failed to open"));
+}
+
+TEST(cat_failed_record_then_clean_close_exits_9)
+{
+	char msg[1024];
+
+	CHECK_EQ(cat_case(CAT_DAMAGED_THEN_CLOSE, msg, sizeof(msg)), 9);
+	CHECK(strstr(msg, "failed to open"));
+}
+
+TEST(cat_peer_could_not_open_our_records_exits_9)
+{
+	char msg[1024];
+
+	CHECK_EQ(cat_case(CAT_PEER_CANNOT_OPEN, msg, sizeof(msg)), 9);
+	CHECK(strstr(msg, "the peer could not open our records"));
+}
+
+TEST(cat_handshake_failed_exits_9)
+{
+	char msg[1024];
+
+	CHECK_EQ(cat_case(CAT_HANDSHAKE_FAILED, msg, sizeof(msg)), 9);
+	CHECK(strstr(msg, "could not open our CLIENT_AUTH"));
 }

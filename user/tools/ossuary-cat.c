@@ -722,8 +722,8 @@ static int io_failed(struct xfer *x, const char *what, int r)
 			    "session was reset and the data in flight was dropped", what);
 			return fail_with(EX_INTEGRITY);
 		}
-		msg("connection lost: the peer reset the session; data in flight was "
-		    "dropped (the %" PRIu64 " bytes received are incomplete)", x->rx.bytes);
+		msg("connection lost: the peer reset the session, and the data in flight "
+		    "was dropped (%" PRIu64 " bytes received before that)", x->rx.bytes);
 		break;
 	case OSSUARY_ERR_DECRYPT:
 		msg("%s: a record failed to open: the data was altered in transit "

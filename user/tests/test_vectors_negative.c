@@ -258,3 +258,61 @@ TEST(contexts_known)
 	}
 	vec_release();
 }
+
+/*
+ * The vectors new in revision 2.1 (and the two that may now reset),
+ * with the exact error this library reports for each, whole and byte by
+ * byte, by an endpoint that does not recover.
+ */
+TEST(revision_2_1_errors)
+{
+	static const struct {
+		const char *name;
+		int err;
+	} want[] = {
+		{ "cleartext_disconnect_0_after_data", OSSUARY_ERR_PROTOCOL },
+		{ "cleartext_disconnect_1_after_data", OSSUARY_ERR_PROTOCOL },
+		{ "cleartext_reset_to_client_during_handshake", OSSUARY_ERR_PROTOCOL },
+		{ "fifth_handshake_reset_refused", OSSUARY_ERR_TOO_MANY_RESETS },
+		{ "client_auth_after_handshake_reset", OSSUARY_ERR_PROTOCOL },
+		{ "server_hello_bad_tag", OSSUARY_ERR_DECRYPT },
+		{ "server_hello_cleartext_part_bit_flip", OSSUARY_ERR_DECRYPT },
+		{ "client_auth_bad_tag", OSSUARY_ERR_DECRYPT },
+		{ "fifth_reset_refused", OSSUARY_ERR_TOO_MANY_RESETS },
+		{ "cleartext_disconnect_during_handshake", OSSUARY_ERR_DISCONNECTED },
+	};
+	const struct json *vs = vec_array(vec_load("negative.json"), "vectors");
+	size_t found = 0;
+
+	for (size_t i = 0; i < json_len(vs); i++) {
+		const struct json *v = json_at(vs, i);
+		const char *name = vec_str(v, "name");
+		size_t n;
+		const uint8_t *s;
+
+		for (size_t w = 0; w < sizeof(want) / sizeof(want[0]); w++) {
+			if (strcmp(name, want[w].name) != 0)
+				continue;
+			found++;
+			s = vec_hex(v, "stream", &n);
+			for (int bytewise = 0; bytewise < 2; bytewise++) {
+				struct ep e;
+
+				ep_from_context(&e, context(vec_str(v, "context")),
+						OSS_BAD_RECORD_DISCONNECT);
+				for (size_t k = 0; k < n; k += bytewise ? 1 : n)
+					ep_feed(&e, s + k, bytewise ? 1 : n);
+				if (e.err != want[w].err)
+					harness_fail(__FILE__, __LINE__, "%s: %s, want %s", name,
+						     ossuary_strerror(e.err),
+						     ossuary_strerror(want[w].err));
+				/* The fifth handshake reset: four were counted first. */
+				if (want[w].err == OSSUARY_ERR_TOO_MANY_RESETS)
+					CHECK_EQ(e.c->resets_so_far, 4);
+				ep_free(&e);
+			}
+		}
+	}
+	CHECK_EQ(found, sizeof(want) / sizeof(want[0]));
+	vec_release();
+}

@@ -12,7 +12,9 @@
 set -u
 
 allow_skip=0
-per_binary_timeout=1500
+# the kselftest runner's limit per binary, from this directory's settings
+per_binary_timeout=$(sed -n 's/^timeout=//p' "$(dirname "$0")/settings" 2>/dev/null)
+per_binary_timeout=${per_binary_timeout:-1500}
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--allow-skip) allow_skip=1; shift ;;

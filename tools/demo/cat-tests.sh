@@ -49,11 +49,15 @@ head -c $((${CAT_TESTS_KIB:-1024} * 1024)) /dev/urandom >f.bin
 pair() {
 	port=$((port + 1))
 	[ -n "${FIXED_PORT:-}" ] && port=$FIXED_PORT
+	# No "listening on" left from the last pair: the server opens srv.err
+	# only once it runs, after the loop below may have looked.
+	: >srv.err
 	# shellcheck disable=SC2086
 	"$cat" -v -l "$1" "$port" $2 </dev/null >srv.out 2>srv.err &
 	local sp=$!
-	for _ in $(seq 1 50); do	# until it listens
+	for _ in $(seq 1 50); do	# until it listens (or has given up)
 		grep -q "listening on" srv.err 2>/dev/null && break
+		kill -0 "$sp" 2>/dev/null || break
 		sleep 0.1
 	done
 	# shellcheck disable=SC2086
@@ -162,6 +166,156 @@ crc=$?
 ok "$([ "$crc" = 2 ] && echo 1 || echo 0)" "bad option: exit 2 (got $crc)"
 "$cat" --help | grep -q "Exit status"
 ok "$((1 - $?))" "--help documents the exit statuses"
+
+# ---- usability: ports, --version, the module check, foreign peers ----
+
+# now_ms: milliseconds since the epoch
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+for p in 70000 abc 0 -1 65536 " 80" 8080x; do
+	"$cat" --userspace -- 127.0.0.1 "$p" </dev/null 2>cli.err
+	crc=$?
+	ok "$( [ "$crc" = 2 ] && grep -q "bad port" cli.err && echo 1 || echo 0)" \
+		"port '$p' to connect to: a usage error, exit 2 (got $crc)"
+done
+"$cat" --userspace -l 127.0.0.1 70000 </dev/null 2>srv.err
+src=$?
+ok "$( [ "$src" = 2 ] && grep -q "bad port" srv.err && echo 1 || echo 0)" \
+	"listening port 70000: a usage error, exit 2 (got $src)"
+
+want_version=$(sed -n 's/^VERSION := //p' "$repo/user/Makefile")
+got_version=$("$cat" --version 2>/dev/null)
+ok "$( [ $? = 0 ] && [ -n "$want_version" ] && [ "$got_version" = "ossuary-cat $want_version" ] &&
+	echo 1 || echo 0)" "--version prints 'ossuary-cat $want_version' (got '$got_version')"
+"$cat" --help | grep -q -- "--version"
+ok "$((1 - $?))" "--help lists --version"
+
+# Port 0: the listener says which port it got, without -v, and it works.
+: >srv.err
+echo from-client-0 >in0
+"$cat" --userspace -l 127.0.0.1 0 </dev/null >s0.out 2>srv.err &
+sp=$!
+p0=
+for _ in $(seq 1 50); do
+	p0=$(sed -n 's/.*listening on \[127\.0\.0\.1\]:\([0-9]*\)$/\1/p' srv.err)
+	[ -n "$p0" ] && break
+	sleep 0.1
+done
+crc=99
+[ -n "$p0" ] && { timeout 60 "$cat" --userspace --accept-new 127.0.0.1 "$p0" <in0 >/dev/null 2>cli.err; crc=$?; }
+[ -z "$p0" ] && kill "$sp" 2>/dev/null
+wait "$sp"
+src=$?
+ok "$( [ -n "$p0" ] && [ "$p0" != 0 ] && [ "$(is 0 0)" = 1 ] && [ "$(cat s0.out)" = from-client-0 ] &&
+	echo 1 || echo 0)" "listener on port 0 prints the port it got without -v, a client uses it (port ${p0:-none}; got $src/$crc)"
+
+if [ "$kernel" = 0 ]; then
+	# No module: a kernel-mode listener refuses before it listens, a
+	# kernel-mode client before it connects (nothing listens there: 3, not 7).
+	port=$((port + 1))
+	t0=$(now_ms)
+	timeout 20 "$cat" -l 127.0.0.1 "$port" </dev/null >/dev/null 2>srv.err
+	src=$?
+	dt=$(( $(now_ms) - t0 ))
+	ok "$( [ "$src" = 3 ] && ! grep -q "listening on" srv.err && grep -q "module is not loaded" srv.err &&
+		[ "$dt" -lt 5000 ] && echo 1 || echo 0)" \
+		"no module: the listener exits 3 at once, without listening (got $src in $dt ms)"
+	"$cat" 127.0.0.1 1 </dev/null 2>cli.err
+	crc=$?
+	ok "$( [ "$crc" = 3 ] && grep -q "module is not loaded" cli.err && echo 1 || echo 0)" \
+		"no module: the client exits 3 before connecting (got $crc)"
+fi
+
+# Fake peers that are no Ossuary endpoints (python3): an echo service, an
+# HTTP server, an HTTP client, a client that says nothing.
+fake_peer() {	# fake_peer MODE PORT: in the background, "ready" in fake.out once listening
+	python3 - "$1" "$2" >fake.out 2>fake.err <<'PY' &
+import socket, sys, time
+mode, port = sys.argv[1], int(sys.argv[2])
+def drain(c):
+    c.settimeout(30)
+    try:
+        while c.recv(65536):
+            pass
+    except OSError:
+        pass
+if mode in ("echo", "http-server"):
+    l = socket.socket()
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(("127.0.0.1", port))
+    l.listen(1)
+    print("ready", flush=True)
+    c, _ = l.accept()
+    c.settimeout(30)
+    if mode == "echo":
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
+    else:
+        c.recv(65536)
+        c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        drain(c)
+else:
+    for _ in range(100):
+        try:
+            c = socket.create_connection(("127.0.0.1", port))
+            break
+        except OSError:
+            time.sleep(0.1)
+    print("ready", flush=True)
+    if mode == "http-client":
+        c.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    drain(c)
+PY
+	fp=$!
+	if [ "${1%-client}" = "$1" ]; then
+		for _ in $(seq 1 50); do grep -q ready fake.out 2>/dev/null && break; sleep 0.1; done
+	fi
+}
+
+if command -v python3 >/dev/null; then
+	for peer in echo http-server; do
+		port=$((port + 1))
+		fake_peer "$peer" "$port"
+		t0=$(now_ms)
+		timeout 60 "$cat" --userspace --accept-new -w 30 127.0.0.1 "$port" </dev/null >/dev/null 2>cli.err
+		crc=$?
+		dt=$(( $(now_ms) - t0 ))
+		kill "$fp" 2>/dev/null; wait "$fp" 2>/dev/null
+		ok "$( [ "$crc" = 7 ] && grep -q "does not speak Ossuary (wrong port?)" cli.err &&
+			[ "$dt" -lt 5000 ] && echo 1 || echo 0)" \
+			"client against an $peer, not an Ossuary peer: said at once, exit 7 (got $crc in $dt ms)"
+	done
+	port=$((port + 1))
+	: >srv.err
+	"$cat" --userspace -w 30 -l 127.0.0.1 "$port" </dev/null >/dev/null 2>srv.err &
+	sp=$!
+	sleep 0.3
+	t0=$(now_ms)
+	fake_peer http-client "$port"
+	wait "$sp"
+	src=$?
+	dt=$(( $(now_ms) - t0 ))
+	kill "$fp" 2>/dev/null; wait "$fp" 2>/dev/null
+	ok "$( [ "$src" = 7 ] && grep -q "does not speak Ossuary (wrong port?)" srv.err &&
+		[ "$dt" -lt 5000 ] && echo 1 || echo 0)" \
+		"listener hit by an HTTP client: said at once, exit 7 (got $src in $dt ms)"
+	# A peer that says nothing cannot be judged: the timeout, with a hint.
+	port=$((port + 1))
+	"$cat" --userspace -w 1 -l 127.0.0.1 "$port" </dev/null >/dev/null 2>srv.err &
+	sp=$!
+	sleep 0.3
+	fake_peer silent-client "$port"
+	wait "$sp"
+	src=$?
+	kill "$fp" 2>/dev/null; wait "$fp" 2>/dev/null
+	ok "$( [ "$src" = 7 ] && grep -q "timed out.*wrong port" srv.err && echo 1 || echo 0)" \
+		"listener hit by a silent client: -w timeout, exit 7, with a hint (got $src)"
+else
+	echo "# python3 not found: fake-peer cases skipped"
+fi
 
 # Both directions at once over IPv6, standard input and output.
 port=$((port + 1))

@@ -43,6 +43,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -53,6 +54,15 @@
 #include "uapi/linux/ossuary.h"
 
 #define PROG "ossuary-cat"
+#ifndef OSSUARY_VERSION
+#define OSSUARY_VERSION "unknown"	/* user/Makefile passes VERSION */
+#endif
+#ifndef SOL_TCP
+#define SOL_TCP 6
+#endif
+#ifndef TCP_ULP
+#define TCP_ULP 31
+#endif
 
 /* Exit statuses: stable, documented in --help and README.md. */
 enum {
@@ -131,6 +141,11 @@ static void usage(FILE *out)
 		"  -4, -6                 IPv4 or IPv6 only\n"
 		"  -v, --verbose          report keys, mode, bytes, SHA-256 and throughput\n"
 		"  -h, --help             show this help\n"
+		"      --version          show the version\n"
+		"\n"
+		"PORT is a number from 1 to 65535. A listener may give 0 for any free\n"
+		"port: the one it got is printed on standard error (\"listening on\n"
+		"[ADDRESS]:PORT\"), with or without -v.\n"
 		"\n"
 		"A connecting side without --authorized or --known-hosts trusts a server key\n"
 		"only when told to (terminal prompt, or --accept-new); with --authorized\n"
@@ -146,7 +161,8 @@ static void usage(FILE *out)
 		"  4  handshake refused: the peer does not accept our key\n"
 		"  5  untrusted key: we refused the peer's key (or it sent none)\n"
 		"  6  changed key: --known-hosts lists another key for this host\n"
-		"  7  connection lost (cannot connect, reset, timeout, closed early)\n"
+		"  7  connection lost (cannot connect, reset, timeout, closed early, or\n"
+		"     the peer does not speak Ossuary: wrong port?)\n"
 		"  8  truncated: the peer's data ended without a clean close\n"
 		"  9  integrity: a record failed to open (data altered in transit)\n",
 		DEFAULT_TIMEOUT);
@@ -403,7 +419,12 @@ static int accept_one(const struct options *o, char *peer, size_t cap)
 	}
 	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) == 0) {
 		name_addr((struct sockaddr *)&ss, sl, here, sizeof(here));
-		info("listening on %s", here);
+		/* Port 0: the port the kernel chose is for the user (or a
+		 * script) to pass on, so it is said even without -v. */
+		if (verbose || strtol(o->port, NULL, 10) == 0) {
+			msg("listening on %s", here);
+			fflush(stderr);
+		}
 	}
 	sl = sizeof(ss);
 	do
@@ -565,8 +586,12 @@ static int handshake_failed(const struct options *o, OssuaryConnection *conn,
 	case OSSUARY_ERR_KEY_CHANGED:
 		break;	/* decide_trust() said it all */
 	case OSSUARY_ERR_TIMEOUT:
-		msg("handshake with %s timed out after %d s", peer, o->timeout_s);
+		msg("handshake with %s timed out after %d s (is it an Ossuary peer? "
+		    "wrong port?)", peer, o->timeout_s);
 		break;
+	case OSSUARY_ERR_NOT_OSSUARY:
+		msg("%s: the peer does not speak Ossuary (wrong port?)", peer);
+		return EX_LOST;
 	case OSSUARY_ERR_TRUNCATED:
 		msg("%s closed the connection during the handshake (is it an ossuary-cat?)",
 		    peer);
@@ -1045,9 +1070,65 @@ static void report_dir(const struct xfer *x, const char *what, const struct dir_
 
 /* ---- main ---- */
 
+/*
+ * PORT: decimal, 1 to 65535 (0 too for a listener: any free port).
+ * getaddrinfo() would take "70000" modulo 65536, and a service name
+ * only to fail later as a resolver error.
+ */
+static int check_port(const char *port, int listen)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(port, &end, 10);
+	if (errno || end == port || *end || port[0] == '-' || port[0] == '+' ||
+	    port[0] == ' ' || v > 65535 || (v == 0 && !listen)) {
+		msg("bad port '%s': a number from 1 to 65535%s", port,
+		    listen ? " (or 0: any free port)" : "");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Kernel mode needs the "ossuary" ULP. Say so before listening or
+ * connecting, rather than after a peer has gone through a handshake for
+ * nothing. Listed in tcp_available_ulp: there. Otherwise ask the kernel
+ * on a fresh socket: it loads the module if it can (CAP_NET_ADMIN), and
+ * an unconnected socket then fails with ENOTCONN; ENOENT means absent.
+ * 1 available, 0 not.
+ */
+static int ulp_available(void)
+{
+	static const char ulp[] = "ossuary";
+	char buf[512];
+	size_t n;
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "re");
+	int fd, r;
+
+	if (f) {
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		for (char *save = NULL, *t = strtok_r(buf, " \t\n", &save); t;
+		     t = strtok_r(NULL, " \t\n", &save))
+			if (!strcmp(t, ulp))
+				return 1;
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 1;	/* cannot tell: the hand-over will */
+	r = setsockopt(fd, SOL_TCP, TCP_ULP, ulp, sizeof(ulp));
+	r = r < 0 && (errno == ENOENT || errno == ENOPROTOOPT) ? 0 : 1;
+	close(fd);
+	return r;
+}
+
 static int parse_args(int argc, char **argv, struct options *o)
 {
-	enum { OPT_SEND = 256, OPT_RECV, OPT_KEY, OPT_AUTH, OPT_KH, OPT_ACCEPT, OPT_US };
+	enum { OPT_SEND = 256, OPT_RECV, OPT_KEY, OPT_AUTH, OPT_KH, OPT_ACCEPT, OPT_US,
+	       OPT_VERSION = 512 };
 	static const struct option opts[] = {
 		{ "listen", no_argument, NULL, 'l' },
 		{ "send", required_argument, NULL, OPT_SEND },
@@ -1060,6 +1141,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "timeout", required_argument, NULL, 'w' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
 	char *end;
@@ -1094,6 +1176,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'h':
 			usage(stdout);
 			exit(EX_OK);
+		case OPT_VERSION:
+			printf(PROG " " OSSUARY_VERSION "\n");
+			exit(EX_OK);
 		default:
 			return -1;
 		}
@@ -1112,6 +1197,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		msg("empty host or port");
 		return -1;
 	}
+	if (check_port(o->port, o->listen) < 0)
+		return -1;
 	if (o->listen && (o->known_hosts_path || o->accept_new)) {
 		msg("--known-hosts and --accept-new are for the connecting side "
 		    "(a listener uses --authorized)");
@@ -1311,6 +1398,12 @@ int main(int argc, char **argv)
 	rc = prepare(&o, &x, &conn, own, &have_key);
 	if (rc)
 		goto out;
+	if (!o.userspace && !ulp_available()) {
+		msg("the ossuary kernel module is not loaded: load it (insmod ossuary.ko, "
+		    "or modprobe ossuary), or pass --userspace to encrypt in this process");
+		rc = EX_NO_KERNEL;
+		goto out;
+	}
 
 	fd = o.listen ? accept_one(&o, peer, sizeof(peer)) : dial(&o, peer, sizeof(peer));
 	if (fd < 0) {

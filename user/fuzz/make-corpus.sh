@@ -118,6 +118,11 @@ ch key-update   '\000\206\006\206\023\206\006\003\000\010\206'
 ch reset        '\000\206\006\206\005\206\006\206\006\206\000\020\206'
 ch half-close   '\000\206\006\206\004\206\200\020\006\204\006'
 ch bit-flip     '\000\206\006\206\000\100\213\000\010\001\206\006\206'
+# Revision 2.1: a SERVER_HELLO damaged in flight (the client's one-way
+# RESET and fresh CLIENT_HELLO), and a damaged CLIENT_AUTH (the server's
+# cleartext DISCONNECT(1), the client's failed handshake).
+ch hello-reset  '\000\206\013\000\277\000\006\206\006\206\000\020\206'
+ch auth-failed  '\000\206\006\213\000\144\000\206\006\000\010'
 
 for d in "$out"/*/; do
 	echo "$(basename "$d"): $(ls "$d" | wc -l) seeds"

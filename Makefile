@@ -9,7 +9,9 @@
 #                     (BENCH_ARGS=..., see tools/bench/bench.sh --help)
 #   make fuzz         run each fuzz target for FUZZ_SECONDS (default 60)
 #   make bench-user   the library's own benchmark (native, not a test)
-#   make install      install the library, header and tools (PREFIX, DESTDIR)
+#   make install      install the library, header, pkg-config file, tools
+#                     and man pages (PREFIX, DESTDIR; after `make user`)
+#   make uninstall    remove them again (the same PREFIX, DESTDIR)
 #   make dkms-install register ossuary.ko with DKMS and build and install it
 #                     for KVER (default: the running kernel); as root
 #   make dkms-uninstall  remove it from DKMS and /usr/src again
@@ -20,7 +22,7 @@ FUZZ_SECONDS ?= 60
 BUILD := $(CURDIR)/build
 BENCH_ARGS ?=
 
-.PHONY: all modules user check demo bench fuzz bench-user install clean vm-kernel
+.PHONY: all modules user check demo bench fuzz bench-user install uninstall clean vm-kernel
 .PHONY: dkms-install dkms-uninstall dkms-files
 all: modules
 
@@ -49,6 +51,9 @@ bench-user:
 
 install:
 	$(MAKE) -C user O=$(BUILD)/user install
+
+uninstall:
+	$(MAKE) -C user O=$(BUILD)/user uninstall
 
 # DKMS builds from /usr/src/ossuary-VERSION: copy there only the files the
 # module is built from (no .git, no build output, no user space), replacing

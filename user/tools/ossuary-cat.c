@@ -1256,6 +1256,16 @@ static int prepare(const struct options *o, struct xfer *x, OssuaryConnection **
 		}
 		info("%d authorized key%s from %s", r, r == 1 ? "" : "s", o->authorized_path);
 	}
+	if (o->known_hosts_path) {
+		/* Read it now (for a host nobody lists): a wrong file costs no connection. */
+		static const uint8_t probe[OSSUARY_KEY_LEN] = { 1 };
+
+		r = ossuary_known_hosts_check(o->known_hosts_path, "-", probe);
+		if (r == OSSUARY_ERR_KEY_FILE) {
+			msg("--known-hosts %s", ossuary_key_file_error());
+			return EX_FAIL;
+		}
+	}
 
 	if (o->send_path) {
 		x->src = open(o->send_path, O_RDONLY | O_CLOEXEC);

@@ -58,6 +58,7 @@
 #include <sodium.h>
 
 #include "ossuary.h"
+#include "uapi/linux/ossuary.h"
 
 #define PROG "ossuary-tunnel"
 #ifndef OSSUARY_VERSION
@@ -142,6 +143,7 @@ struct conn {
 	struct addrinfo *ai;		/* the target address being tried */
 	struct half up, down;		/* up: plain -> enc, down: enc -> plain */
 	int flush;			/* user mode: ciphertext the library holds */
+	int peeked;			/* kernel modes: the first record was looked at */
 	double t0, deadline;
 	char from[NI_MAXHOST + NI_MAXSERV + 4];
 	char to[NI_MAXHOST + NI_MAXSERV + 4];
@@ -227,6 +229,12 @@ static void usage(FILE *out)
 }
 
 /* ---- helpers ---- */
+
+static int again(int e)
+{
+	return e == EAGAIN || e == EWOULDBLOCK;
+}
+
 
 static double now_s(void)
 {
@@ -610,6 +618,7 @@ static void conn_run(struct conn *c)
 		}
 	}
 	c->state = C_RUN;
+	c->peeked = t->mode == M_USER;
 	/* Bytes may be waiting already: an edge we will never see. */
 	c->plain.rd = c->plain.wr = c->enc.rd = c->enc.wr = 1;
 	info("conn %lu %s -> %s: mode %s", c->id, c->from, c->to, mode_names[t->mode]);
@@ -830,9 +839,54 @@ static const char *enc_code_why(int r)
 		return "truncated: the tunnel's stream ended without DISCONNECT(0)";
 	case OSSUARY_ERR_DISCONNECTED:
 		return "the tunnel ended the connection with an error";
+	case OSSUARY_ERR_REFUSED:
+		return "refused by the peer: it does not accept our key";
 	default:
 		return NULL;
 	}
+}
+
+/*
+ * Kernel modes: the first record from the tunnel, peeked at with the
+ * record-type cmsg, so that a DISCONNECT with a reason (the server
+ * refusing our key right after the handshake) is told apart from a
+ * reset; splice() alone would only say ECONNRESET. 1 done, 0 try again
+ * later, -1 ended.
+ */
+static int peek_first(struct conn *c)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(uint8_t))];
+		struct cmsghdr align;
+	} ctl;
+	uint8_t b;
+	struct iovec iov = { .iov_base = &b, .iov_len = 1 };
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
+	};
+	ssize_t n = recvmsg(c->enc.fd, &mh, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n < 0 && (again(errno) || errno == EINTR)) {
+		c->enc.rd = 0;
+		return 0;
+	}
+	c->peeked = 1;
+	if (n != 1)
+		return 1;	/* the end, or an error: splice says it again */
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level == SOL_OSSUARY && cm->cmsg_type == OSSUARY_GET_RECORD_TYPE &&
+		    cm->cmsg_len >= CMSG_LEN(1) && *CMSG_DATA(cm) == OSSUARY_RECORD_DISCONNECT) {
+			if (b == OSSUARY_DISCONNECT_AUTH)
+				conn_end(c, ABORT_BOTH, "refused by the peer: it does not accept "
+					 "our key; reset");
+			else
+				conn_end(c, ABORT_BOTH, "the tunnel ended the connection with an "
+					 "error (DISCONNECT reason %u); reset", b);
+			return -1;
+		}
+	}
+	return 1;
 }
 
 static void fail_errno(struct conn *c, struct ep *e, const char *what, int err)
@@ -862,11 +916,6 @@ static void fail_code(struct conn *c, const char *what, int r)
 		conn_end(c, ABORT_BOTH, "%s while %s; reset", why, what);
 	else
 		conn_end(c, ABORT_BOTH, "%s: tunnel side: %s; reset", what, ossuary_strerror(r));
-}
-
-static int again(int e)
-{
-	return e == EAGAIN || e == EWOULDBLOCK;
 }
 
 /* End our write direction on dst. 1 done, 0 try later, -1 failed (conn ended). */
@@ -917,7 +966,7 @@ static int step_splice(struct conn *c, struct half *h, struct ep *src, struct ep
 			return -1;
 		}
 	}
-	if (!h->eof && src->rd) {
+	if (!h->eof && src->rd && (src->kind != EP_ENC || c->peeked)) {
 		n = splice(src->fd, NULL, h->pipe[1], NULL, SPLICE_LEN,
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n > 0) {
@@ -986,7 +1035,7 @@ static int step_copy(struct conn *c, struct half *h, struct ep *src, struct ep *
 			progress = 1;
 		}
 	}
-	if (!h->eof && !h->len && src->rd) {
+	if (!h->eof && !h->len && src->rd && (src->kind != EP_ENC || c->peeked)) {
 		if (user && src->kind == EP_ENC) {
 			n = ossuary_read(c->oc, src->fd, h->buf, COPY_BUF);
 			/* A read may owe the peer a reply (KEY_UPDATE(0)). */
@@ -1044,6 +1093,8 @@ static void conn_pump(struct conn *c)
 	for (;;) {
 		int a, b;
 
+		if (!c->peeked && c->enc.rd && peek_first(c) < 0)
+			return;
 		a = step(c, &c->up, &c->plain, &c->enc);
 		if (a < 0)
 			return;

@@ -18,9 +18,11 @@
  *
  * Every case has its own seed, printed with any failure; rerun one with
  * OSSUARY_MUTATE_CASE=<seed>. OSSUARY_MUTATE_ITERS (3000) cases, at most
- * OSSUARY_MUTATE_SECONDS (600), base seed OSSUARY_MUTATE_SEED (time).
+ * OSSUARY_MUTATE_SECONDS (600), base seed OSSUARY_MUTATE_SEED (time),
+ * on OSSUARY_MUTATE_THREADS (2) threads at once.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/uio.h>
 
 #include "common.h"
@@ -380,8 +382,87 @@ static ssize_t mc_read(int fd, int pfd[2], bool use_splice, uint8_t *buf, size_t
 	}
 }
 
+/* A worker's own listeners (IPv4, IPv6): a case connects and accepts */
+struct mlisten {
+	int fd[2];
+	struct sockaddr_storage addr[2];
+	socklen_t len[2];
+};
+
+static int ml_open(struct mlisten *l)
+{
+	for (int f = 0; f < 2; f++) {
+		struct sockaddr_storage *a = &l->addr[f];
+		int one = 1;
+
+		l->fd[f] = socket(f ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+		if (l->fd[f] < 0)
+			return -errno;
+		setsockopt(l->fd[f], SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		memset(a, 0, sizeof(*a));
+		if (!f) {
+			((struct sockaddr_in *)a)->sin_family = AF_INET;
+			((struct sockaddr_in *)a)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			l->len[f] = sizeof(struct sockaddr_in);
+		} else {
+			((struct sockaddr_in6 *)a)->sin6_family = AF_INET6;
+			((struct sockaddr_in6 *)a)->sin6_addr = in6addr_loopback;
+			l->len[f] = sizeof(struct sockaddr_in6);
+		}
+		if (bind(l->fd[f], (void *)a, l->len[f]) || listen(l->fd[f], 16) ||
+		    getsockname(l->fd[f], (void *)a, &l->len[f]))
+			return -errno;
+	}
+	return 0;
+}
+
+static void ml_close(struct mlisten *l)
+{
+	close(l->fd[0]);
+	close(l->fd[1]);
+}
+
+/* as oss_raw_pair(): kfd offloaded (TX A, RX B), pfd plain */
+static int ml_pair(struct mlisten *l, int family, int *kfd, int *pfd, const char **step)
+{
+	int f = family == AF_INET6, ret;
+
+	*step = "connect";
+	*pfd = -1;
+	*kfd = socket(family, SOCK_STREAM, 0);
+	if (*kfd < 0)
+		return -errno;
+	if (connect(*kfd, (void *)&l->addr[f], l->len[f])) {
+		ret = -errno;
+		close(*kfd);
+		return ret;
+	}
+	*step = "accept";
+	*pfd = accept(l->fd[f], NULL, NULL);
+	if (*pfd < 0) {
+		ret = -errno;
+		close(*kfd);
+		return ret;
+	}
+	oss_nodelay(*pfd);
+	oss_nodelay(*kfd);
+	*step = "attach";
+	ret = oss_attach(*kfd);
+	if (!ret) {
+		*step = "TX";
+		ret = oss_install(*kfd, OSSUARY_TX, oss_secret_a(), 0);
+	}
+	if (!ret) {
+		*step = "RX";
+		ret = oss_install(*kfd, OSSUARY_RX, oss_secret_b(), 0);
+	}
+	if (ret)
+		oss_close_pair(kfd, pfd);
+	return ret;
+}
+
 /* Run one case; returns 0, or -1 with the reason printed (seed included) */
-static int mc_run(struct mcase *m, struct mstats *stats, uint8_t *got)
+static int mc_run(struct mlisten *l, struct mcase *m, struct mstats *stats, uint8_t *got)
 {
 	struct st_rng r = { m->seed };
 	struct mwriter w = {};
@@ -416,7 +497,7 @@ static int mc_run(struct mcase *m, struct mstats *stats, uint8_t *got)
 		stats->damaged++;
 	}
 
-	ret = oss_raw_pair(m->family, &kfd, &pfd, &step);
+	ret = ml_pair(l, m->family, &kfd, &pfd, &step);
 	if (ret) {
 		printf("# seed %#llx: %s: %s\n", (unsigned long long)m->seed, step, strerror(-ret));
 		return -1;
@@ -542,10 +623,62 @@ static int mc_run(struct mcase *m, struct mstats *stats, uint8_t *got)
 	return 0;
 }
 
-FIXTURE(mut)
-{
+struct mworker {
+	pthread_t thr;
 	struct mcase m;
 	uint8_t *got;
+	struct mlisten l;
+	struct mstats stats;
+	int failed;
+};
+
+static atomic_llong mc_next;
+static long long mc_iters, mc_stop_ms;
+static uint64_t mc_base;
+static atomic_int mc_failed;
+
+static void *mworker_fn(void *arg)
+{
+	struct mworker *w = arg;
+
+	for (;;) {
+		long long i = atomic_fetch_add(&mc_next, 1);
+
+		if (i >= mc_iters || oss_now_ms() > mc_stop_ms || atomic_load(&mc_failed) >= 20)
+			break;
+		w->m.seed = st_mix(mc_base + i);
+		if (mc_run(&w->l, &w->m, &w->stats, w->got)) {
+			w->failed++;
+			atomic_fetch_add(&mc_failed, 1);
+		}
+	}
+	return NULL;
+}
+
+static int mworker_init(struct mworker *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->m.orig = malloc(MAX_STREAM);
+	w->m.mut = malloc(MAX_STREAM);
+	w->m.pt = malloc(MAX_RECS * WIRE_MAX_PT);
+	w->got = malloc(MAX_RECS * WIRE_MAX_PT + 64);
+	if (!w->m.orig || !w->m.mut || !w->m.pt || !w->got)
+		return -ENOMEM;
+	return ml_open(&w->l);
+}
+
+static void mworker_free(struct mworker *w)
+{
+	ml_close(&w->l);
+	free(w->m.orig);
+	free(w->m.mut);
+	free(w->m.pt);
+	free(w->got);
+}
+
+FIXTURE(mut)
+{
+	int unused;
 };
 
 FIXTURE_SETUP(mut)
@@ -554,53 +687,66 @@ FIXTURE_SETUP(mut)
 	if (oss_ulp_listed() != 1)
 		SKIP(return, "ossuary ULP not registered (module not loaded)");
 	signal(SIGPIPE, SIG_IGN);
-	self->m.orig = malloc(MAX_STREAM);
-	self->m.mut = malloc(MAX_STREAM);
-	self->m.pt = malloc(MAX_RECS * WIRE_MAX_PT);
-	self->got = malloc(MAX_RECS * WIRE_MAX_PT + 64);
-	ASSERT_TRUE(self->m.orig && self->m.mut && self->m.pt && self->got);
 }
 
 FIXTURE_TEARDOWN(mut)
 {
-	free(self->m.orig);
-	free(self->m.mut);
-	free(self->m.pt);
-	free(self->got);
 }
 
 TEST_F_TIMEOUT(mut, mutated_streams, 7200)
 {
-	long long iters = st_env("OSSUARY_MUTATE_ITERS", 3000);
 	long long secs = st_env("OSSUARY_MUTATE_SECONDS", 600);
-	uint64_t base = st_env("OSSUARY_MUTATE_SEED", (long long)time(NULL));
 	long long one = st_env("OSSUARY_MUTATE_CASE", -1);
+	int nthreads = st_env("OSSUARY_MUTATE_THREADS", 2);
 	long long t0 = oss_now_ms();
-	struct mstats stats = {};
-	int failed = 0;
+	struct mworker *w = calloc(nthreads, sizeof(*w));
+	struct mstats st = {};
 
+	ASSERT_NE(NULL, w);
+	ASSERT_GE(nthreads, 1);
+	mc_iters = st_env("OSSUARY_MUTATE_ITERS", 3000);
+	mc_base = st_env("OSSUARY_MUTATE_SEED", (long long)time(NULL));
+	mc_stop_ms = t0 + secs * 1000;
 	if (one != -1) {
-		self->m.seed = (uint64_t)one;
-		ASSERT_EQ(0, mc_run(&self->m, &stats, self->got));
+		ASSERT_EQ(0, mworker_init(&w[0]));
+		w[0].m.seed = (uint64_t)one;
+		EXPECT_EQ(0, mc_run(&w[0].l, &w[0].m, &w[0].stats, w[0].got));
+		mworker_free(&w[0]);
+		free(w);
 		return;
 	}
-	TH_LOG("base seed %#llx (OSSUARY_MUTATE_SEED), up to %lld cases in %lld s",
-	       (unsigned long long)base, iters, secs);
-	for (long long i = 0; i < iters; i++) {
-		if (oss_now_ms() - t0 > secs * 1000) {
-			TH_LOG("time limit after %lld cases", i);
-			break;
-		}
-		self->m.seed = st_mix(base + i);
-		if (mc_run(&self->m, &stats, self->got) && ++failed >= 20)
-			break;
+	TH_LOG("base seed %#llx (OSSUARY_MUTATE_SEED), up to %lld cases in %lld s on %d threads",
+	       (unsigned long long)mc_base, mc_iters, secs, nthreads);
+	for (int k = 0; k < nthreads; k++) {
+		ASSERT_EQ(0, mworker_init(&w[k]));
+		ASSERT_EQ(0, pthread_create(&w[k].thr, NULL, mworker_fn, &w[k]));
 	}
+	for (int k = 0; k < nthreads; k++) {
+		struct mstats *x = &w[k].stats;
+
+		pthread_join(w[k].thr, NULL);
+		st.cases += x->cases;
+		st.intact += x->intact;
+		st.cut += x->cut;
+		st.damaged += x->damaged;
+		st.end_clean += x->end_clean;
+		st.end_reason += x->end_reason;
+		st.end_epipe += x->end_epipe;
+		st.end_ebadmsg += x->end_ebadmsg;
+		st.end_eproto += x->end_eproto;
+		st.splice_cases += x->splice_cases;
+		st.delivered += x->delivered;
+		mworker_free(&w[k]);
+	}
+	if (oss_now_ms() > mc_stop_ms)
+		TH_LOG("time limit (%lld s) reached", secs);
 	TH_LOG("%lu cases in %.1f s (%lu splice): %lu intact, %lu cut, %lu damaged; ends: %lu clean, %lu DISCONNECT(r), %lu EPIPE, %lu EBADMSG, %lu EPROTO; %llu bytes delivered",
-	       stats.cases, (oss_now_ms() - t0) / 1000.0, stats.splice_cases, stats.intact,
-	       stats.cut, stats.damaged, stats.end_clean, stats.end_reason, stats.end_epipe,
-	       stats.end_ebadmsg, stats.end_eproto, stats.delivered);
-	EXPECT_EQ(0, failed);
-	EXPECT_GE(stats.cases, iters < 100 ? iters : 100);
+	       st.cases, (oss_now_ms() - t0) / 1000.0, st.splice_cases, st.intact,
+	       st.cut, st.damaged, st.end_clean, st.end_reason, st.end_epipe,
+	       st.end_ebadmsg, st.end_eproto, st.delivered);
+	free(w);
+	EXPECT_EQ(0, atomic_load(&mc_failed));
+	EXPECT_GE(st.cases, mc_iters < 100 ? mc_iters : 100);
 }
 
 TEST_HARNESS_MAIN

@@ -756,6 +756,7 @@ TEST_F_TIMEOUT(st, four_threads_per_socket, ST_TIMEOUT)
 
 struct cr_io {
 	pthread_t thr;
+	atomic_int tid;
 	int fd;
 	uint64_t seed;
 	size_t limit;		/* writer: stop after this many bytes (0: until error) */
@@ -825,12 +826,14 @@ static void *cr_send_once_fn(void *arg)
 	ssize_t r;
 
 	st_hash_init(&w->h);
+	if (buf)
+		st_stream(w->seed, 0, buf, w->limit);
+	atomic_store(&w->tid, gettid());
 	atomic_store(&w->started, true);
 	if (!buf) {
 		w->err = ENOMEM;
 		return NULL;
 	}
-	st_stream(w->seed, 0, buf, w->limit);
 	r = send(w->fd, buf, w->limit, MSG_NOSIGNAL);
 	if (r < 0)
 		w->err = errno;
@@ -848,6 +851,7 @@ static void *cr_recv_once_fn(void *arg)
 	ssize_t n;
 
 	st_hash_init(&r->h);
+	atomic_store(&r->tid, gettid());
 	atomic_store(&r->started, true);
 	if (!buf) {
 		r->err = ENOMEM;
@@ -889,6 +893,35 @@ static int cr_start(struct cr_io *io, int fd, bool writer, uint64_t seed, size_t
 	while (!atomic_load(&io->started))
 		oss_msleep(1);
 	return 0;
+}
+
+/*
+ * Wait until thread tid is blocked in system call nr (sendto 44,
+ * recvfrom 45 on x86_64), up to 10 s: close() must race a call that is
+ * really waiting, not one about to start.
+ */
+static bool cr_blocked_in(pid_t tid, long nr)
+{
+	char path[64], buf[128];
+	long long end = oss_now_ms() + 10000;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
+	while (oss_now_ms() < end) {
+		int fd = open(path, O_RDONLY);
+		ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+
+		if (fd >= 0)
+			close(fd);
+		if (n > 0) {
+			buf[n] = 0;
+			if (strtol(buf, NULL, 10) == nr) {
+				oss_msleep(20);	/* and asleep in it */
+				return true;
+			}
+		}
+		oss_msleep(2);
+	}
+	return false;
 }
 
 static bool cr_same(struct cr_io *w, struct cr_io *r)
@@ -1039,7 +1072,7 @@ TEST_F_TIMEOUT(st, close_races, ST_TIMEOUT)
 		ASSERT_EQ(0, cr_pair(round, &c, &s));
 		oss_set_timeouts(c, 30);
 		ASSERT_EQ(0, cr_start_fn(&r, c, cr_recv_once_fn, 0, 50000));
-		oss_msleep(20);
+		ASSERT_TRUE(cr_blocked_in(r.tid, SYS_recvfrom));
 		close(c);	/* the reader's reference keeps the socket */
 		c = -1;
 		ASSERT_EQ(0, cr_start(&w, s, true, round + 2000, 50000));
@@ -1064,7 +1097,8 @@ TEST_F_TIMEOUT(st, close_races, ST_TIMEOUT)
 		ASSERT_EQ(0, cr_pair(round, &c, &s));
 		oss_set_timeouts(c, 30);
 		ASSERT_EQ(0, cr_start_fn(&w, c, cr_send_once_fn, round + 3000, 4 << 20));
-		oss_msleep(300);
+		ASSERT_TRUE(cr_blocked_in(w.tid, SYS_sendto));
+		oss_msleep(200);	/* the buffers full */
 		close(c);
 		c = -1;
 		ASSERT_EQ(0, cr_start(&r, s, false, 0, 0));
@@ -1089,7 +1123,7 @@ TEST_F_TIMEOUT(st, close_races, ST_TIMEOUT)
 
 /* ============ a file truncated (and restored) while several send it ============ */
 
-#define TR_FILE_LEN	(2 << 20)
+#define TR_FILE_LEN	(512 << 10)
 #define TR_MAX_CHUNKS	100000
 
 struct tr_chunk {

@@ -8,6 +8,9 @@
 #   make bench        kTLS / Ossuary / TCP side by side in the release VM
 #                     (BENCH_ARGS=..., see tools/bench/bench.sh --help)
 #   make fuzz         run each fuzz target for FUZZ_SECONDS (default 60)
+#   make stress       the concurrency suites, big, in the KCSAN VM (KERNEL=faults:
+#                     the debug kernel with fault injection; see
+#                     tools/testing/stress/stress.sh for the figures)
 #   make bench-user   the library's own benchmark (native, not a test)
 #   make install      install the library, header, pkg-config file, tools
 #                     and man pages (PREFIX, DESTDIR; after `make user`)
@@ -23,6 +26,7 @@ BUILD := $(CURDIR)/build
 BENCH_ARGS ?=
 
 .PHONY: all modules user check demo bench fuzz bench-user install uninstall clean vm-kernel
+.PHONY: stress
 .PHONY: dkms-install dkms-uninstall dkms-files
 all: modules
 
@@ -37,6 +41,9 @@ check:
 
 demo:
 	tools/demo/demo.sh
+
+stress:
+	KERNEL=$(or $(KERNEL),kcsan) tools/testing/stress/stress.sh
 
 fuzz:
 	$(MAKE) -C user O=$(BUILD)/user fuzzers

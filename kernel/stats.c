@@ -4,7 +4,7 @@
  */
 
 #include <linux/kernel.h>
-#include <linux/atomic.h>
+#include <linux/percpu.h>
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
 #include <net/net_namespace.h>
@@ -13,8 +13,12 @@
 
 #include "ossuary.h"
 
+struct ossuary_mibs {
+	long mib[OSSUARY_MIB_MAX];
+};
+
 struct ossuary_net {
-	atomic64_t mib[OSSUARY_MIB_MAX];
+	struct ossuary_mibs __percpu *mibs;
 };
 
 static unsigned int ossuary_net_id __read_mostly;
@@ -40,39 +44,56 @@ static const char * const ossuary_mib_names[OSSUARY_MIB_MAX] = {
 };
 
 /*
- * Atomic counters rather than per-CPU ones: at most a few updates per
- * 16 KiB record, next to a ChaCha20-Poly1305 pass over it.
+ * Per-CPU counters (as SNMP's and TLS_INC_STATS()): every socket of a
+ * namespace updates them, from process context and softirq alike, and
+ * a shared cache line would bounce between CPUs.  The CurrTx/CurrRx
+ * gauges go up on one CPU and down on another: only their sum means
+ * anything.
  */
 void ossuary_stat_add(const struct sock *sk, enum ossuary_mib mib, long v)
 {
 	struct ossuary_net *on = net_generic(sock_net(sk), ossuary_net_id);
 
-	atomic64_add(v, &on->mib[mib]);
+	this_cpu_add(on->mibs->mib[mib], v);
 }
 
 static int ossuary_stat_show(struct seq_file *seq, void *v)
 {
 	struct ossuary_net *on = net_generic(seq_file_single_net(seq),
 					     ossuary_net_id);
-	int i;
+	int i, cpu;
 
-	for (i = 0; i < OSSUARY_MIB_MAX; i++)
-		seq_printf(seq, "%-32s%lld\n", ossuary_mib_names[i],
-			   (long long)atomic64_read(&on->mib[i]));
+	for (i = 0; i < OSSUARY_MIB_MAX; i++) {
+		long sum = 0;
+
+		for_each_possible_cpu(cpu)
+			sum += per_cpu_ptr(on->mibs, cpu)->mib[i];
+		seq_printf(seq, "%-32s%ld\n", ossuary_mib_names[i], sum);
+	}
 	return 0;
 }
 
 static int __net_init ossuary_net_init(struct net *net)
 {
-	if (!proc_create_net_single("ossuary_stat", 0444, net->proc_net,
-				    ossuary_stat_show, NULL))
+	struct ossuary_net *on = net_generic(net, ossuary_net_id);
+
+	on->mibs = alloc_percpu(struct ossuary_mibs);
+	if (!on->mibs)
 		return -ENOMEM;
+	if (!proc_create_net_single("ossuary_stat", 0444, net->proc_net,
+				    ossuary_stat_show, NULL)) {
+		free_percpu(on->mibs);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
 static void __net_exit ossuary_net_exit(struct net *net)
 {
+	struct ossuary_net *on = net_generic(net, ossuary_net_id);
+
 	remove_proc_entry("ossuary_stat", net->proc_net);
+	free_percpu(on->mibs);
 }
 
 static struct pernet_operations ossuary_net_ops = {

@@ -21,6 +21,7 @@
 #include <net/sock.h>
 #include <net/tcp.h>
 #include <net/inet_common.h>
+#include <linux/skmsg.h>
 
 #include "ossuary.h"
 
@@ -393,6 +394,16 @@ static void ossuary_build_proto(struct sock *sk)
 	mutex_unlock(&ossuary_prot_mutex);
 }
 
+static bool ossuary_has_psock(struct sock *sk)
+{
+	bool ret;
+
+	rcu_read_lock();
+	ret = sk_psock(sk);
+	rcu_read_unlock();
+	return ret;
+}
+
 /* Called by tcp_set_ulp() with the socket locked. */
 static int ossuary_init(struct sock *sk)
 {
@@ -411,6 +422,13 @@ static int ossuary_init(struct sock *sk)
 	if (!((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT)) ||
 	    !sk->sk_socket)
 		return -ENOTCONN;
+	/*
+	 * A sockmap's psock has swapped sk_prot and the data callbacks
+	 * already: ours would be built on top of BPF's, and either layer
+	 * would read the other's bytes.
+	 */
+	if (ossuary_has_psock(sk))
+		return -EBUSY;
 
 	ossuary_build_proto(sk);
 

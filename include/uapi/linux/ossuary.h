@@ -102,7 +102,7 @@ struct ossuary_dir_state {
  * Attach: setsockopt(SOL_TCP, TCP_ULP, "ossuary") on an ESTABLISHED TCP
  * socket, or one in CLOSE_WAIT (the peer's FIN is in: what it sent before
  * is still read as records), only (ENOTCONN otherwise, EEXIST if a ULP
- * is already set).
+ * is already set, EBUSY if the socket is in a BPF sockmap).
  * Until a direction is installed, that direction is plain TCP.
  *
  * setsockopt(SOL_OSSUARY, OSSUARY_TX or OSSUARY_RX): optlen must be

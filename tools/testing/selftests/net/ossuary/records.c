@@ -18,6 +18,9 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/uio.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <linux/bpf.h>
 
 #include "common.h"
 #include "wire.h"
@@ -2464,6 +2467,48 @@ TEST(setsockopt_before_attach_fails)
 	EXPECT_EQ(0, oss_install(c, OSSUARY_TX, secret_a(), 0));
 	close(c);
 	close(s);
+}
+
+/* ================= review fixes: failure, shutdown, close ================= */
+
+/* A socket in a BPF sockmap cannot take the ULP (EBUSY) */
+TEST(sockmap_socket_attach_ebusy)
+{
+	union bpf_attr attr;
+	int c, s, map, key = 0, val;
+
+	REQUIRE_OSSUARY();
+	memset(&attr, 0, sizeof(attr));
+	attr.map_type = BPF_MAP_TYPE_SOCKMAP;
+	attr.key_size = 4;
+	attr.value_size = 4;
+	attr.max_entries = 1;
+	map = syscall(__NR_bpf, BPF_MAP_CREATE, &attr, sizeof(attr));
+	if (map < 0)
+		SKIP(return, "optional: no BPF sockmap here (%s)", strerror(errno));
+	ASSERT_EQ(0, oss_tcp_pair(AF_INET, &c, &s));
+	val = c;
+	memset(&attr, 0, sizeof(attr));
+	attr.map_fd = map;
+	attr.key = (uintptr_t)&key;
+	attr.value = (uintptr_t)&val;
+	attr.flags = BPF_ANY;
+	if (syscall(__NR_bpf, BPF_MAP_UPDATE_ELEM, &attr, sizeof(attr))) {
+		close(c);
+		close(s);
+		close(map);
+		SKIP(return, "optional: sockmap update: %s", strerror(errno));
+	}
+	EXPECT_EQ(-EBUSY, oss_attach(c));
+	/* out of the map, the same socket can attach */
+	memset(&attr, 0, sizeof(attr));
+	attr.map_fd = map;
+	attr.key = (uintptr_t)&key;
+	ASSERT_EQ(0, syscall(__NR_bpf, BPF_MAP_DELETE_ELEM, &attr, sizeof(attr)));
+	EXPECT_EQ(0, oss_attach(c));
+	close(c);
+	close(s);
+	close(map);
 }
 
 TEST_HARNESS_MAIN

@@ -60,8 +60,11 @@ static int ossuary_set_dir(struct sock *sk, int optname, sockptr_t optval,
 
 	if (sockptr_is_null(optval) || optlen != sizeof(ci))
 		return -EINVAL;
-	if (copy_from_sockptr(&ci, optval, sizeof(ci)))
-		return -EFAULT;
+	/* a fault can leave part of the secret copied: wipe that too */
+	if (copy_from_sockptr(&ci, optval, sizeof(ci))) {
+		err = -EFAULT;
+		goto out;
+	}
 	err = ossuary_check_info(&ci);
 	if (err)
 		goto out;

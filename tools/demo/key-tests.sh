@@ -95,8 +95,10 @@ ok "$( [ "$r" = 0 ] && [ "$(mode dot-ossuary)" = 700 ] && [ "$(mode dot-ossuary/
 	[ "$(mode dot-ossuary/bob.pub)" = 644 ] && has out.err "made the directory dot-ossuary" &&
 	echo 1 || echo 0)" "keygen -f DIR/bob makes the missing DIR with mode 0700 (got $r)"
 mv dot-ossuary/bob dot-ossuary/bob.pub . && rmdir dot-ossuary
-"$keygen" -f alice >alice.hex 2>/dev/null && "$keygen" -f carol >/dev/null 2>&1 ||
-	{ echo "not ok $((n + 1)) - key files: ossuary-keygen failed"; exit 1; }
+if ! "$keygen" -f alice >alice.hex 2>/dev/null || ! "$keygen" -f carol >/dev/null 2>&1; then
+	echo "not ok $((n + 1)) - key files: ossuary-keygen failed"
+	exit 1
+fi
 ok "$( [ "$(head -1 bob)" = ossuary-secret-key-v1 ] && [ "$(head -1 bob.pub)" = ossuary-public-key-v1 ] &&
 	[ "$(tail -1 bob.pub)" = "$(cat bob.hex)" ] && echo 1 || echo 0)" \
 	"the secret file starts ossuary-secret-key-v1, the public one ossuary-public-key-v1 and the key printed"

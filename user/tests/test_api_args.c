@@ -527,7 +527,7 @@ TEST(shared_library_exports_every_function)
 		"ossuary_read", "ossuary_shutdown", "ossuary_write_keypair",
 		"ossuary_load_secret_key", "ossuary_load_public_key",
 		"ossuary_load_authorized_keys", "ossuary_known_hosts_check",
-		"ossuary_known_hosts_add",
+		"ossuary_known_hosts_add", "ossuary_key_file_error",
 	};
 	char self[PATH_MAX], so[PATH_MAX + 32], missing[1024] = "";
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);

@@ -310,6 +310,10 @@ static int public_not_secret(const char *path, const char *how)
 
 static int secret_not_public(const char *path, const char *how)
 {
+	if (has_pub_suffix(path))	/* a secret under a public name: no guess at the right one */
+		return oss_key_error(OSSUARY_ERR_KEY_FILE, EINVAL,
+				     "%s is a secret key%s, whatever its name says; pass its public "
+				     "key file, and keep %s private", path, how, path);
 	return oss_key_error(OSSUARY_ERR_KEY_FILE, EINVAL,
 			     "%s is a secret key%s; pass its public key file (%s.pub), "
 			     "and keep %s private", path, how, path, path);
@@ -567,6 +571,11 @@ int ossuary_write_keypair(const char *secret_path, const char *public_path)
 /* Loud, because it is a secret key that went astray. */
 static int secret_in_list(const char *path, unsigned int no)
 {
+	if (has_pub_suffix(path))
+		return oss_key_error(OSSUARY_ERR_KEY_FILE, EINVAL,
+				     "%s:%u: a SECRET key, not a list of public keys, whatever its "
+				     "name says; give public keys instead, and keep %s private",
+				     path, no, path);
 	return oss_key_error(OSSUARY_ERR_KEY_FILE, EINVAL,
 			     "%s:%u: a SECRET key, not a list of public keys; give the public "
 			     "key file (%s.pub) instead, and keep %s private", path, no, path, path);

@@ -904,7 +904,8 @@ TEST(secret_key_as_public_refused)
 	/* Typed secret, named .pub: still a secret key. */
 	CHECK_EQ(rename(at("alice"), at("odd.pub")), 0);
 	CHECK_EQ(ossuary_load_public_key(at("odd.pub"), k), OSSUARY_ERR_KEY_FILE);
-	CHECK_DETAIL("is a secret key", sh);
+	CHECK_DETAIL("odd.pub is a secret key, whatever its name says", sh);
+	CHECK(strstr(detail(), "odd.pub.pub") == NULL);
 	CHECK_EQ(ossuary_load_secret_key(at("odd.pub"), k), OSSUARY_OK);
 	CHECK_MEM(k, sk, 32);
 }

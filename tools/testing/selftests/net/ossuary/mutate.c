@@ -302,8 +302,17 @@ static void mc_mutate(struct mcase *m, struct st_rng *r)
 			size_t n = 1 + st_below(r, 64), rl;
 			uint8_t s[32];
 
+			/*
+			 * a wrong secret, or the right one at a sequence number
+			 * no record of the stream has (never a valid record)
+			 */
 			oss_secret(s, (uint8_t)st_next(r));
-			wire_dir_init(&d, st_below(r, 2) ? s : oss_secret_b(), st_below(r, 4));
+			if (!memcmp(s, oss_secret_b(), 32))
+				s[0] ^= 1;
+			if (st_below(r, 2))
+				wire_dir_init(&d, s, st_below(r, 4));
+			else
+				wire_dir_init(&d, oss_secret_b(), 1000 + st_below(r, 1000));
 			st_stream(m->seed ^ 77, 0, p, n);
 			rl = wire_seal(&d, OSSUARY_RECORD_DATA, p, n, rec);
 			mc_insert(m, m->rec_off[i], rec, rl);

@@ -1269,6 +1269,7 @@ TEST_F_TIMEOUT(st, truncate_while_sending, ST_TIMEOUT)
 		ASSERT_EQ(0, pthread_create(&t->thr, NULL, tr_send_fn, t));
 	}
 	/* cut to a random size (page aligned or not), then write it back */
+	stop = oss_now_ms() + secs * 1000;
 	while (oss_now_ms() < stop) {
 		off_t cut = st_below(&rng, TR_FILE_LEN);
 

@@ -155,7 +155,7 @@ start_bg redis.log "${S[@]}" redis-server --port "$rport" --bind 127.0.0.1 --sav
 	--protected-mode no --dir "$work"
 redis_pid=$last
 for _ in $(seq 1 100); do
-	[ "$("${S[@]}" redis-cli -p "$rport" ping 2>/dev/null)" = PONG ] && break
+	[ "$("${S[@]}" timeout 120 redis-cli -p "$rport" ping 2>/dev/null)" = PONG ] && break
 	sleep 0.1
 done
 
@@ -184,7 +184,7 @@ start_d
 ok "$( [ $? = 0 ] && echo 1 || echo 0)" "decrypting end listens (-d, --mode $mode)"
 start_e
 ok "$( [ $? = 0 ] && echo 1 || echo 0)" "encrypting end listens on IPv4 and IPv6 from a config file (-c)"
-ok "$( [ "$("${C[@]}" redis-cli -p "$eport" ping 2>&1)" = PONG ] && echo 1 || echo 0)" \
+ok "$( [ "$("${C[@]}" timeout 120 redis-cli -p "$eport" ping 2>&1)" = PONG ] && echo 1 || echo 0)" \
 	"redis-cli PING through the tunnel: PONG"
 
 # ---- files both ways ----
@@ -194,14 +194,14 @@ size=$(stat -c %s up.bin)
 size6=$(stat -c %s up6.bin)
 want=$(sha256sum <up.bin | cut -d' ' -f1)
 want6=$(sha256sum <up6.bin | cut -d' ' -f1)
-r=$("${C[@]}" redis-cli -p "$eport" -x set f <up.bin 2>&1)
+r=$("${C[@]}" timeout 120 redis-cli -p "$eport" -x set f <up.bin 2>&1)
 # What the server stored came up through the tunnel; GET brings it down again.
-stored=$("${S[@]}" redis-cli -p "$rport" --raw get f | head -c "$size" | sha256sum | cut -d' ' -f1)
-back=$("${C[@]}" redis-cli -p "$eport" --raw get f | head -c "$size" | sha256sum | cut -d' ' -f1)
+stored=$("${S[@]}" timeout 120 redis-cli -p "$rport" --raw get f | head -c "$size" | sha256sum | cut -d' ' -f1)
+back=$("${C[@]}" timeout 120 redis-cli -p "$eport" --raw get f | head -c "$size" | sha256sum | cut -d' ' -f1)
 ok "$( [ "$r" = OK ] && [ "$stored" = "$want" ] && [ "$back" = "$want" ] && echo 1 || echo 0)" \
 	"$mib MiB up (SET) and down (GET) over IPv4: SHA-256 intact both ways"
-r=$("${C[@]}" redis-cli -h ::1 -p "$eport6" -x set f6 <up6.bin 2>&1)
-back=$("${C[@]}" redis-cli -h ::1 -p "$eport6" --raw get f6 | head -c "$size6" | sha256sum | cut -d' ' -f1)
+r=$("${C[@]}" timeout 120 redis-cli -h ::1 -p "$eport6" -x set f6 <up6.bin 2>&1)
+back=$("${C[@]}" timeout 120 redis-cli -h ::1 -p "$eport6" --raw get f6 | head -c "$size6" | sha256sum | cut -d' ' -f1)
 ok "$( [ "$r" = OK ] && [ "$back" = "$want6" ] && echo 1 || echo 0)" \
 	"$mib MiB up and down over IPv6 ([::1] -> [$server6]): SHA-256 intact both ways"
 sleep 0.3
@@ -276,8 +276,8 @@ td=$last
 start_bg tcpdump2.log "${S[@]}" tcpdump -i lo -U -s 0 -w plain.pcap "tcp port $rport"
 td2=$last
 sleep 1.5
-r=$("${C[@]}" redis-cli -p "$eport" -x set m <marker.txt 2>&1)
-back=$("${C[@]}" redis-cli -p "$eport" --raw get m | grep -c "$marker")
+r=$("${C[@]}" timeout 120 redis-cli -p "$eport" -x set m <marker.txt 2>&1)
+back=$("${C[@]}" timeout 120 redis-cli -p "$eport" --raw get m | grep -c "$marker")
 sleep 0.5
 kill -INT "$td" "$td2"
 wait "$td" "$td2" 2>/dev/null
@@ -310,7 +310,7 @@ ok "$( [ "$r" = PONG ] && grep -q "reloaded 2 authorized keys" d.log && echo 1 |
 # reply, so an end of file here can only be a truncation the tunnel let
 # through: it must be a reset.
 head -c $((8 * 1024 * 1024)) /dev/urandom >big.bin
-"${C[@]}" redis-cli -p "$eport" -x set big <big.bin >/dev/null 2>&1
+"${C[@]}" timeout 120 redis-cli -p "$eport" -x set big <big.bin >/dev/null 2>&1
 cat >slowcli.py <<'EOF'
 import os, socket, sys, time
 c = socket.socket(); c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)

@@ -157,7 +157,7 @@ static int verbose;
 static struct conn *conns;
 static struct conn *dead;
 static unsigned long next_id = 1;
-static volatile sig_atomic_t got_hup, got_term;
+static volatile sig_atomic_t got_hup, got_term, got_usr1;
 
 static void msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void msg(const char *fmt, ...)
@@ -1530,8 +1530,27 @@ static void on_signal(int sig)
 {
 	if (sig == SIGHUP)
 		got_hup = 1;
+	else if (sig == SIGUSR1)
+		got_usr1 = 1;
 	else
 		got_term = 1;
+}
+
+/* SIGUSR1: a line for each connection open, for a person debugging a stall. */
+static void dump_conns(void)
+{
+	static const char *const states[] = { "connecting", "handshake", "running", "dead" };
+	int n = 0;
+
+	for (struct conn *c = conns; c; c = c->next, n++)
+		msg("conn %lu %s %s -> %s: %s, %.1f s; plain rd %d wr %d, enc rd %d wr %d; "
+		    "up %" PRIu64 " bytes, %zu in pipe, %zu in buffer, eof %d shut %d; down %"
+		    PRIu64 " bytes, %zu in pipe, %zu in buffer, eof %d shut %d",
+		    c->id, c->t->dir == ENCRYPT ? "encrypt" : "decrypt", c->from, c->to,
+		    states[c->state], now_s() - c->t0, c->plain.rd, c->plain.wr, c->enc.rd,
+		    c->enc.wr, c->up.bytes, c->up.inpipe, c->up.len, c->up.eof, c->up.shut,
+		    c->down.bytes, c->down.inpipe, c->down.len, c->down.eof, c->down.shut);
+	msg("%d connection%s open", n, n == 1 ? "" : "s");
 }
 
 static void sweep_deadlines(void)
@@ -1577,6 +1596,7 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	if (sodium_init() < 0) {
 		msg("libsodium failed to initialise");
 		return EX_FAIL;
@@ -1631,6 +1651,10 @@ int main(int argc, char **argv)
 			free(c);
 		}
 		sweep_deadlines();
+		if (got_usr1) {
+			got_usr1 = 0;
+			dump_conns();
+		}
 		if (got_hup) {
 			got_hup = 0;
 			for (int i = 0; i < ntunnels; i++)

@@ -14,6 +14,7 @@
 #   OSSUARY_STRESS_SECONDS (3000)   OSSUARY_FAULTS_MAX_NTH (400)
 #   OSSUARY_FAULTS_SECONDS (60)     OSSUARY_MUTATE_ITERS (20000)
 #   OSSUARY_MUTATE_SECONDS (1800)   OSSUARY_MUTATE_SEED (time)
+#   OSSUARY_KCSAN_SKIP_WATCH (1000: KCSAN watches 1 access in N)
 #   STRESS_SUITES ("stress faults mutate")  STRESS_TIMEOUT (VM, 14400 s)
 # KCSAN reports that involve ossuary fail the run (tools/testing/vm/run);
 # the guest's reports and log stay in the exchange directory it prints.
@@ -60,7 +61,7 @@ echo "== stress: the VM (sockets $OSSUARY_STRESS_SOCKETS, pairs $OSSUARY_STRESS_
 t0=$(date +%s)
 set +e
 # the guest does not inherit this environment: the parameters go on the command
-mapfile -t params < <(env | grep -E '^OSSUARY_(STRESS|FAULTS|MUTATE)_' | sort)
+mapfile -t params < <(env | grep -E '^OSSUARY_(STRESS|FAULTS|MUTATE|KCSAN)_' | sort)
 OSSUARY_VM_KEEP=1 tools/testing/vm/run "--$variant" --timeout "${STRESS_TIMEOUT:-14400}" -- \
 	env "${params[@]}" tools/testing/stress/guest-stress "$out/module" "$out/selftests" "${suites[@]}" |
 	tee "$out/stress.tap"

@@ -1316,11 +1316,15 @@ static int st_delete_module(const char *name)
 
 static int st_load_module(const char *path)
 {
+	size_t n = strlen(path);
+	/* MODULE_INIT_COMPRESSED_FILE: DKMS installs .ko.xz on Debian */
+	int flags = (n > 3 && (!strcmp(path + n - 3, ".xz") || !strcmp(path + n - 3, ".gz"))) ||
+		    (n > 4 && !strcmp(path + n - 4, ".zst")) ? 4 : 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
 
 	if (fd < 0)
 		return -errno;
-	ret = syscall(__NR_finit_module, fd, "", 0) ? -errno : 0;
+	ret = syscall(__NR_finit_module, fd, "", flags) ? -errno : 0;
 	close(fd);
 	return ret;
 }

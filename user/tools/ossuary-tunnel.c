@@ -144,6 +144,7 @@ struct conn {
 	struct half up, down;		/* up: plain -> enc, down: enc -> plain */
 	int flush;			/* user mode: ciphertext the library holds */
 	int peeked;			/* kernel modes: the first record was looked at */
+	int retry;			/* a write refused with room: try again soon */
 	double t0, deadline;
 	char from[NI_MAXHOST + NI_MAXSERV + 4];
 	char to[NI_MAXHOST + NI_MAXSERV + 4];
@@ -918,6 +919,27 @@ static void fail_code(struct conn *c, const char *what, int r)
 		conn_end(c, ABORT_BOTH, "%s: tunnel side: %s; reset", what, ossuary_strerror(r));
 }
 
+/*
+ * A write to e would block. Edge-triggered epoll reports EPOLLOUT only
+ * when the socket's write_space wakes it, and TCP calls that only for a
+ * socket marked SOCK_NOSPACE. The module's sendmsg can refuse with
+ * EAGAIN before TCP is asked (its "TCP has no room" check) and then
+ * nothing marks it, so the wakeup never comes. poll() marks it (as
+ * tcp_poll does for any poller that finds no room), and says whether
+ * there is room by now: then the write is tried again soon.
+ */
+static void write_blocked(struct conn *c, struct ep *e)
+{
+	struct pollfd p = { .fd = e->fd, .events = POLLOUT };
+
+	if (e->kind == EP_ENC && c->t->mode != M_USER && poll(&p, 1, 0) == 1 &&
+	    (p.revents & POLLOUT)) {
+		c->retry = 1;
+		return;
+	}
+	e->wr = 0;
+}
+
 /* End our write direction on dst. 1 done, 0 try later, -1 failed (conn ended). */
 static int shut_dst(struct conn *c, struct ep *dst)
 {
@@ -926,7 +948,7 @@ static int shut_dst(struct conn *c, struct ep *dst)
 	if (dst->kind == EP_ENC && c->t->mode == M_USER) {
 		r = ossuary_shutdown(c->oc, dst->fd);
 		if (r == OSSUARY_ERR_WOULD_BLOCK) {
-			dst->wr = 0;
+			write_blocked(c, dst);
 			return 0;
 		}
 		if (r < 0) {
@@ -937,7 +959,7 @@ static int shut_dst(struct conn *c, struct ep *dst)
 	}
 	if (shutdown(dst->fd, SHUT_WR) < 0) {
 		if (again(errno) || errno == EINTR) {
-			dst->wr = 0;
+			write_blocked(c, dst);
 			return 0;
 		}
 		fail_errno(c, dst, "closing the direction", errno);
@@ -960,7 +982,7 @@ static int step_splice(struct conn *c, struct half *h, struct ep *src, struct ep
 			h->bytes += (uint64_t)n;
 			progress = 1;
 		} else if (n < 0 && again(errno)) {
-			dst->wr = 0;
+			write_blocked(c, dst);
 		} else if (n < 0 && errno != EINTR) {
 			fail_errno(c, dst, "sending", errno);
 			return -1;
@@ -1006,7 +1028,7 @@ static int step_copy(struct conn *c, struct half *h, struct ep *src, struct ep *
 		if (user && dst->kind == EP_ENC) {
 			n = ossuary_write(c->oc, dst->fd, h->buf + h->off, h->len);
 			if (n == OSSUARY_ERR_WOULD_BLOCK) {
-				dst->wr = 0;
+				write_blocked(c, dst);
 				n = 0;
 			} else if (n < 0) {
 				fail_code(c, "sending", (int)n);
@@ -1017,7 +1039,7 @@ static int step_copy(struct conn *c, struct half *h, struct ep *src, struct ep *
 		} else {
 			n = send(dst->fd, h->buf + h->off, h->len, MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (n < 0 && again(errno)) {
-				dst->wr = 0;
+				write_blocked(c, dst);
 				n = 0;
 			} else if (n < 0 && errno == EINTR) {
 				n = 0;
@@ -1066,7 +1088,7 @@ static int step_copy(struct conn *c, struct half *h, struct ep *src, struct ep *
 	if (user && c->flush && c->enc.wr) {
 		n = ossuary_write(c->oc, c->enc.fd, NULL, 0);
 		if (n == OSSUARY_ERR_WOULD_BLOCK) {
-			c->enc.wr = 0;
+			write_blocked(c, &c->enc);
 		} else if (n < 0) {
 			fail_code(c, "sending", (int)n);
 			return -1;
@@ -1108,6 +1130,26 @@ static void conn_pump(struct conn *c)
 		if (!a && !b)
 			return;
 	}
+}
+
+/*
+ * Connections whose last write was refused though poll() saw room (see
+ * write_blocked()): no event may come for them, so they are pumped from
+ * the main loop.
+ */
+static int pump_retries(void)
+{
+	int any = 0;
+
+	for (struct conn *c = conns, *nx; c; c = nx) {
+		nx = c->next;
+		if (c->state == C_RUN && c->retry) {
+			c->retry = 0;
+			conn_pump(c);
+			any = 1;
+		}
+	}
+	return any;
 }
 
 static void conn_event(struct conn *c, struct ep *e, uint32_t ev)
@@ -1572,7 +1614,7 @@ int main(int argc, char **argv)
 	const char *config = NULL;
 	struct sigaction sa;
 	struct rlimit rl;
-	int need_kernel = 0;
+	int need_kernel = 0, pending_retry;
 
 	memset(&defaults, 0, sizeof(defaults));
 	defaults.max_conns = DEFAULT_MAX_CONNS;
@@ -1625,9 +1667,10 @@ int main(int argc, char **argv)
 		if (listen_on(&tunnels[i]) < 0)
 			return EX_FAIL;
 
+	pending_retry = 0;
 	while (!got_term) {
 		struct epoll_event evs[256];
-		int n = epoll_wait(epfd, evs, 256, 500);
+		int n = epoll_wait(epfd, evs, 256, pending_retry ? 1 : 500);
 
 		if (n < 0 && errno != EINTR) {
 			msg("epoll_wait: %s", strerror(errno));
@@ -1651,6 +1694,7 @@ int main(int argc, char **argv)
 			free(c);
 		}
 		sweep_deadlines();
+		pending_retry = pump_retries();
 		if (got_usr1) {
 			got_usr1 = 0;
 			dump_conns();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh [--mib N] [--sf-mib N] [--reps N] [--pairs N] [--nets "lo veth"]
 #          [--timeout S] [--cpu MODEL] [--no-oss] [--no-profile] [--aead-only]
-#          [--out FILE]
+#          [--out FILE] [--tunnel]
 #
 # `make bench`: builds libossuary, tools/bench/ossuary-bench, ossuary.ko
 # (a copy of kernel/, built in build/bench/kmod against the release test
@@ -13,6 +13,8 @@
 # (default build/bench/results.md) and to stdout. --aead-only builds and
 # runs only the raw AEAD module (crypto API vs lib/crypto, 16 KiB and
 # 1 KiB records): a few minutes less, and no need for ossuary.ko to build.
+# --tunnel appends tools/bench/tunnel-bench.sh's table (ossuary-tunnel
+# against spiped and stunnel4; one more boot of the release kernel).
 #
 # Not a test: a slow number never fails it; a case that errors does.
 set -euo pipefail
@@ -29,6 +31,7 @@ cpu=max
 oss=1
 profile=1
 aead_only=0
+tunnel=0
 out=
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -42,8 +45,9 @@ while [ $# -gt 0 ]; do
 	--no-oss) oss=0 ;;
 	--no-profile) profile=0 ;;
 	--aead-only) aead_only=1 ;;
+	--tunnel) tunnel=1 ;;
 	--out) out=$2; shift ;;
-	-h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -140,5 +144,11 @@ cat "$out"
 if [ "$vm_rc" != 0 ]; then
 	echo "bench.sh: the guest run failed (exit $vm_rc); report so far in $out" >&2
 	exit "$vm_rc"
+fi
+if [ "$tunnel" = 1 ]; then
+	step "tunnels: tools/bench/tunnel-bench.sh --release"
+	tools/bench/tunnel-bench.sh --release --out "$build/tunnel.md" >/dev/null
+	{ echo; sed 's/^# /## /' "$build/tunnel.md"; } >>"$out"
+	cat "$build/tunnel.md"
 fi
 step "report written to $out"

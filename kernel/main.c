@@ -105,14 +105,13 @@ static int ossuary_setsockopt(struct sock *sk, int level, int optname,
 			return -EFAULT;
 		if (val != 0 && val != 1)
 			return -EINVAL;
-		mutex_lock(&ctx->tx_lock);
 		lock_sock(sk);
+		/* a failed RX answers with DISCONNECT(1) and closes TX */
+		ossuary_tx_settle(sk, ctx);
 		err = ossuary_tx_key_update(sk, ctx, val);
 		if (!err)
-			err = ossuary_tx_flush(sk, ctx,
-					       MSG_DONTWAIT | MSG_NOSIGNAL);
+			err = ossuary_tx_flush(sk, ctx);
 		release_sock(sk);
-		mutex_unlock(&ctx->tx_lock);
 		/* the record is sealed and queued: it goes out on write_space */
 		return err == -EAGAIN ? 0 : err;
 	case OSSUARY_REKEY_RECORDS:
@@ -269,7 +268,6 @@ static void ossuary_close(struct sock *sk, long timeout)
 	cancel_work_sync(&ctx->tx_work);
 	cancel_work_sync(&ctx->rx_work);
 
-	mutex_lock(&ctx->tx_lock);
 	lock_sock(sk);
 	if (ctx->tx_installed)
 		ossuary_tx_flush_on_close(sk, ctx, timeout);
@@ -288,8 +286,6 @@ static void ossuary_close(struct sock *sk, long timeout)
 	if (ctx->rx_installed)
 		ossuary_rx_release(sk, ctx);
 	release_sock(sk);
-	mutex_unlock(&ctx->tx_lock);
-	mutex_destroy(&ctx->tx_lock);
 
 	/* write_space and data_ready may have queued work before the
 	 * hooks were restored; with OSSUARY_CLOSING set it does nothing,
@@ -332,16 +328,23 @@ static int ossuary_shutdown(struct socket *sock, int how)
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
 	int err = 0;
 
-	if (((how + 1) & SEND_SHUTDOWN) && (how + 1) <= SHUTDOWN_MASK &&
-	    ctx && ctx->tx_installed) {
-		mutex_lock(&ctx->tx_lock);
+	if (!ctx || how < SHUT_RD || how > SHUT_RDWR)
+		return inet_shutdown(sock, how);
+	/* a local SHUT_RD reads as end of file, as on TCP (rx.c) */
+	if ((how + 1) & RCV_SHUTDOWN)
+		WRITE_ONCE(ctx->rx_shut, true);
+	if (((how + 1) & SEND_SHUTDOWN) && ctx->tx_installed) {
 		lock_sock(sk);
-		if ((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT))
+		ossuary_tx_settle(sk, ctx);
+		if ((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT)) {
+			long timeo = sock_sndtimeo(sk, false);
+
+			/* DISCONNECT(1) instead once RX failed (tx.c) */
 			err = ossuary_tx_disconnect(sk, ctx,
 						    OSSUARY_DISCONNECT_CLEAN,
-						    MSG_NOSIGNAL);
+						    &timeo);
+		}
 		release_sock(sk);
-		mutex_unlock(&ctx->tx_lock);
 		if (err == -EAGAIN || err == -EINTR || err == -ERESTARTSYS)
 			return err;
 	}

@@ -97,14 +97,14 @@ struct ossuary_ctx {
 	void (*saved_write_space)(struct sock *sk);
 
 	/*
-	 * TX: everything below is under the socket lock.  tx_lock, taken
-	 * before the socket lock, serialises whoever hands queued records
-	 * to TCP: tcp_sendmsg_locked() drops the socket lock while it
-	 * waits for memory, and a second pusher would send the same bytes
-	 * twice.  The receive path never takes it: it only seals records
-	 * and leaves the pushing to tx_work.
+	 * TX: everything below is under the socket lock, owned by process
+	 * context (sock_owned_by_me()).  Records are handed to TCP only
+	 * with MSG_DONTWAIT, which never drops the lock, so pushers need
+	 * nothing more to keep from sending the same bytes twice; whoever
+	 * waits for room sleeps with no lock held.  The receive path only
+	 * sets the *_pending flags from softirq and leaves sealing and
+	 * pushing to process context (ossuary_tx_settle()).
 	 */
-	struct mutex tx_lock;
 	bool tx_installed;
 	bool tx_closed;			/* DISCONNECT sealed: nothing follows */
 	int tx_err;			/* latched positive errno */
@@ -114,8 +114,10 @@ struct ossuary_ctx {
 	struct ossuary_tx_rec *tx_open;	/* MSG_MORE record, not sealed yet */
 	struct list_head tx_queue;	/* sealed, not fully in TCP yet */
 	bool tx_queued;			/* !list_empty(tx_queue), for softirq */
-	bool tx_fail_pending;		/* RX failed: DISCONNECT(1) is due */
+	bool tx_fail_pending;		/* RX failed: only DISCONNECT(1) now */
 	bool tx_update_pending;		/* peer sent KEY_UPDATE(1): ours due */
+	bool tx_seal_due;		/* tx_open is complete: seal it */
+	int sk_err_own;			/* errno RX failure put in sk_err */
 	unsigned long tx_flags;
 	struct work_struct tx_work;
 
@@ -146,6 +148,9 @@ struct ossuary_ctx {
 	bool rx_eof;			/* DISCONNECT(0) opened */
 	bool rx_eof_read;		/* ... and a read returned 0 for it */
 	int rx_err;			/* latched positive errno */
+	bool rx_report_pending;		/* rx_err for sk_err after DISCONNECT(1) */
+	bool rx_shut;			/* shutdown(SHUT_RD) on this socket */
+	bool rx_nomem;			/* bytes left in TCP for want of pages */
 	u8 rx_reason;			/* DISCONNECT reason when rx_err */
 	bool rx_reason_pending;		/* not yet reported through a cmsg */
 
@@ -195,10 +200,11 @@ void ossuary_tx_release(struct sock *sk, struct ossuary_ctx *ctx);
 int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size);
 void ossuary_splice_eof(struct socket *sock);
 int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
-			  int flags);
+			  long *timeo);
 int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
 			  u8 request);
-int ossuary_tx_flush(struct sock *sk, struct ossuary_ctx *ctx, int flags);
+int ossuary_tx_flush(struct sock *sk, struct ossuary_ctx *ctx);
+void ossuary_tx_settle(struct sock *sk, struct ossuary_ctx *ctx);
 void ossuary_tx_schedule(struct ossuary_ctx *ctx);
 void ossuary_tx_flush_on_close(struct sock *sk, struct ossuary_ctx *ctx,
 			       long timeout);
@@ -217,6 +223,7 @@ ssize_t ossuary_splice_read(struct socket *sock, loff_t *ppos,
 			    struct pipe_inode_info *pipe, size_t len,
 			    unsigned int flags);
 bool ossuary_rx_readable(struct sock *sk, struct ossuary_ctx *ctx);
+void ossuary_rx_report(struct sock *sk, struct ossuary_ctx *ctx);
 int ossuary_rx_inq(struct ossuary_ctx *ctx);
 void ossuary_data_ready(struct sock *sk);
 

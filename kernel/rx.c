@@ -55,6 +55,9 @@
  */
 #define OSSUARY_RX_DIRECT_SG	(4 * OSSUARY_REC_PAGES + 1)
 
+/* Small records sk_data_ready opens per call in softirq; rx_work the rest */
+#define OSSUARY_RX_SOFTIRQ_SMALL	64
+
 /* What the framing actor works with. */
 struct ossuary_pull {
 	struct ossuary_ctx *ctx;
@@ -78,22 +81,81 @@ static void ossuary_rx_next(struct ossuary_ctx *ctx)
 	WRITE_ONCE(ctx->rx_avail, false);
 }
 
+/* ossuary_rx_error() flags */
+#define OSSUARY_RX_ANSWER	BIT(0)	/* answer with DISCONNECT(1) */
+#define OSSUARY_RX_REPORT	BIT(1)	/* fatal: sk_err, as tls_err_abort() */
+#define OSSUARY_RX_FATAL	(OSSUARY_RX_ANSWER | OSSUARY_RX_REPORT)
+
+static void ossuary_rx_set_sk_err(struct sock *sk, struct ossuary_ctx *ctx,
+				  int err)
+{
+	/* ossuary_tx_push() still hands TCP the DISCONNECT(1) after it */
+	WRITE_ONCE(ctx->sk_err_own, err);
+	WRITE_ONCE(sk->sk_err, err);
+	/* the error is there before anyone woken looks for it */
+	smp_wmb();
+	sk_error_report(sk);
+}
+
 /*
- * Latch a receive error.  A record that fails to open and a protocol
- * error both end the connection with DISCONNECT(1) where it can still
- * be sent, and so does a RESET (the kernel cannot re-handshake); TX is
- * driven under the socket lock from tx_work or the caller's recvmsg.
+ * Nothing framed and nothing to deliver: give the record pages back, so
+ * that an idle socket holds none (they are allocated again as bytes
+ * arrive).  Plaintext opened in place is wiped first; pages a pipe
+ * still reads are only let go.
+ */
+static void ossuary_rx_trim(struct ossuary_ctx *ctx)
+{
+	unsigned int i;
+
+	if (ctx->rx_have || ctx->rx_ready || ctx->rx_open)
+		return;
+	for (i = 0; i < OSSUARY_REC_PAGES && !ctx->rx_lent; i++)
+		if (ctx->rxb.pages[i])
+			memzero_explicit(page_address(ctx->rxb.pages[i]),
+					 PAGE_SIZE);
+	ossuary_buf_free(&ctx->rxb);
+	ctx->rx_lent = false;
+}
+
+/*
+ * Latch a receive error (socket lock held in some form).  A record that
+ * fails to open and a protocol error both end the connection with
+ * DISCONNECT(1) where it can still be sent (OSSUARY_RX_ANSWER), and so
+ * does a RESET (the kernel cannot re-handshake).  From then on TX seals
+ * nothing else; the record itself is sealed in process context, by the
+ * reader before its read returns or by tx_work.  Fatal errors are also
+ * put in sk_err (SO_ERROR, EPOLLERR) once, with the errno reads return;
+ * when a DISCONNECT(1) is due, once it is sealed (ossuary_tx_settle()).
  */
 static void ossuary_rx_error(struct sock *sk, struct ossuary_ctx *ctx,
-			     int err, int mib, bool notify)
+			     int err, int mib, unsigned int flags)
 {
-	if (!ctx->rx_err)
+	bool first = !ctx->rx_err;
+
+	lockdep_assert(lockdep_sock_is_held(sk));
+	if (first)
 		WRITE_ONCE(ctx->rx_err, err);
 	if (mib >= 0)
 		ossuary_stat_add(sk, mib, 1);
 	WRITE_ONCE(ctx->rx_avail, false);
-	if (notify)
+	if (first && (flags & OSSUARY_RX_REPORT)) {
+		if ((flags & OSSUARY_RX_ANSWER) && ctx->tx_installed &&
+		    !ctx->tx_closed && !ctx->tx_err)
+			ctx->rx_report_pending = true;
+		else
+			ossuary_rx_set_sk_err(sk, ctx, err);
+	}
+	if (flags & OSSUARY_RX_ANSWER)
 		ossuary_tx_schedule_fail(sk, ctx);
+}
+
+/* After the DISCONNECT(1) (ossuary_tx_settle()): the deferred sk_err. */
+void ossuary_rx_report(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	if (!ctx->rx_report_pending)
+		return;
+	ctx->rx_report_pending = false;
+	ossuary_rx_set_sk_err(sk, ctx, ctx->rx_err);
 }
 
 static int ossuary_rx_actor(read_descriptor_t *desc, struct sk_buff *skb,
@@ -111,7 +173,7 @@ static int ossuary_rx_actor(read_descriptor_t *desc, struct sk_buff *skb,
 		 * its end of file first (see recvmsg), then this error.
 		 */
 		ossuary_rx_error(ctx->sk, ctx, EPROTO, OSSUARY_MIB_PROTO_ERR,
-				 true);
+				 OSSUARY_RX_FATAL);
 		desc->count = 0;
 		return 0;
 	}
@@ -146,7 +208,7 @@ static int ossuary_rx_actor(read_descriptor_t *desc, struct sk_buff *skb,
 		ossuary_buf_read(&ctx->rxb, 0, hdr, sizeof(hdr));
 		if (ossuary_hdr_check(hdr, &type, &blen)) {
 			ossuary_rx_error(ctx->sk, ctx, EPROTO,
-					 OSSUARY_MIB_PROTO_ERR, true);
+					 OSSUARY_MIB_PROTO_ERR, OSSUARY_RX_FATAL);
 			desc->count = 0;
 			return done;
 		}
@@ -177,21 +239,48 @@ static void ossuary_rx_process(struct sock *sk, struct ossuary_ctx *ctx,
 	read_descriptor_t desc = {
 		.arg.data = &pull,
 	};
+	bool atomic = !gfpflags_allow_blocking(gfp);
+	unsigned int small = 0;
 
-	while (!ctx->rx_err && !ctx->rx_ready && !ctx->rx_open) {
-		desc.count = 1;
-		tcp_read_sock(sk, &desc, ossuary_rx_actor);
-		if (!ctx->rx_ready)
+	lockdep_assert(lockdep_sock_is_held(sk));
+	while (!ctx->rx_err && !ctx->rx_open) {
+		/* a small record softirq left ready is opened first */
+		if (!ctx->rx_ready) {
+			desc.count = 1;
+			tcp_read_sock(sk, &desc, ossuary_rx_actor);
+		}
+		if (!ctx->rx_ready) {
+			/*
+			 * tcp_read_sock() never reads past urgent data, so
+			 * the stream would stall there for good; no record
+			 * is ever sent as urgent data.
+			 */
+			if (unlikely(READ_ONCE(tcp_sk(sk)->urg_data)) &&
+			    !pull.nomem && !ctx->rx_err)
+				ossuary_rx_error(sk, ctx, EPROTO,
+						 OSSUARY_MIB_PROTO_ERR,
+						 OSSUARY_RX_FATAL);
 			break;
+		}
 		if (ctx->rx_type == OSSUARY_RECORD_DATA &&
 		    ctx->rx_need > OSSUARY_HEADER_LEN + OSSUARY_TAG_LEN) {
 			WRITE_ONCE(ctx->rx_avail, true);
 			break;
 		}
+		/*
+		 * A peer can send any number of small records in a row:
+		 * softirq opens a bounded batch and leaves the rest to
+		 * rx_work.
+		 */
+		if (atomic && ++small > OSSUARY_RX_SOFTIRQ_SMALL) {
+			schedule_work(&ctx->rx_work);
+			break;
+		}
 		ossuary_rx_open_small(sk, ctx);
 	}
+	WRITE_ONCE(ctx->rx_nomem, pull.nomem);
 	/* atomic context had no page: process context will retry */
-	if (pull.nomem && !gfpflags_allow_blocking(gfp))
+	if (pull.nomem && atomic)
 		schedule_work(&ctx->rx_work);
 }
 
@@ -235,6 +324,7 @@ static int ossuary_rx_decrypt(struct sock *sk, struct ossuary_ctx *ctx,
 	u32 blen = ctx->rx_need - OSSUARY_HEADER_LEN;
 	int err = -EBADMSG;
 
+	lockdep_assert(lockdep_sock_is_held(sk));
 	ctx->rx_ready = false;
 	WRITE_ONCE(ctx->rx_avail, false);
 	/* seq 2^64 - 1 is never sealed: refuse it as a failed open */
@@ -245,7 +335,7 @@ static int ossuary_rx_decrypt(struct sock *sk, struct ossuary_ctx *ctx,
 	}
 	if (err) {
 		ossuary_rx_error(sk, ctx, EBADMSG, OSSUARY_MIB_DECRYPT_ERR,
-				 true);
+				 OSSUARY_RX_FATAL);
 		return -EBADMSG;
 	}
 	ctx->rx.seq++;
@@ -272,13 +362,13 @@ static void ossuary_rx_open_small(struct sock *sk, struct ossuary_ctx *ctx)
 	case OSSUARY_RECORD_KEY_UPDATE:
 		if (val > 1) {
 			ossuary_rx_error(sk, ctx, EPROTO,
-					 OSSUARY_MIB_PROTO_ERR, true);
+					 OSSUARY_MIB_PROTO_ERR, OSSUARY_RX_FATAL);
 			return;
 		}
 		/* every later record from the peer uses the next secret */
 		err = ossuary_keys_ratchet(&ctx->rx);
 		if (err) {
-			ossuary_rx_error(sk, ctx, -err, -1, true);
+			ossuary_rx_error(sk, ctx, -err, -1, OSSUARY_RX_FATAL);
 			return;
 		}
 		ossuary_stat_add(sk, OSSUARY_MIB_KEY_UPDATE_RX, 1);
@@ -294,16 +384,16 @@ static void ossuary_rx_open_small(struct sock *sk, struct ossuary_ctx *ctx)
 		/* an error close: the reader sees a reset */
 		ctx->rx_reason = val;
 		ctx->rx_reason_pending = true;
-		ossuary_rx_error(sk, ctx, ECONNRESET, -1, false);
+		ossuary_rx_error(sk, ctx, ECONNRESET, -1, OSSUARY_RX_REPORT);
 		return;
 	case OSSUARY_RECORD_RESET:
 		if (val) {
 			ossuary_rx_error(sk, ctx, EPROTO,
-					 OSSUARY_MIB_PROTO_ERR, true);
+					 OSSUARY_MIB_PROTO_ERR, OSSUARY_RX_FATAL);
 			return;
 		}
 		/* no re-handshake on this stream: DISCONNECT(1), reset */
-		ossuary_rx_error(sk, ctx, ECONNRESET, -1, true);
+		ossuary_rx_error(sk, ctx, ECONNRESET, -1, OSSUARY_RX_FATAL);
 		return;
 	}
 	/* ossuary_hdr_check() let nothing else through */
@@ -423,17 +513,64 @@ static int ossuary_rx_idle(struct sock *sk, struct ossuary_ctx *ctx,
 			ctx->rx_eof_read = true;
 		return 0;
 	}
+	int err;
+
+	sock_owned_by_me(sk);
 	if (ctx->rx_err)
 		return -ctx->rx_err;
 	if (ctx->rx_eof)
 		return 0;
-	if (sk->sk_err)
-		return sock_error(sk);
+	/*
+	 * The connection's own error (a reset, a timeout): TCP reports it
+	 * once and then reads 0.  Latched here, so that no later read
+	 * takes what follows for a truncated stream.
+	 */
+	if (sk->sk_err) {
+		err = sock_error(sk);
+		if (err) {
+			ossuary_rx_error(sk, ctx, -err, -1, 0);
+			return err;
+		}
+	}
+	/*
+	 * Bytes are still in TCP for want of a page: neither an end nor a
+	 * reason to sleep until more data comes.  Retry soon; a reader that
+	 * cannot wait has rx_work retry and wake it.
+	 */
+	if (ctx->rx_nomem) {
+		long nap, left;
+
+		if (!*timeo) {
+			schedule_work(&ctx->rx_work);
+			return -EAGAIN;
+		}
+		if (signal_pending(current))
+			return sock_intr_errno(*timeo);
+		nap = min_t(long, *timeo, HZ / 50 + 1);
+		release_sock(sk);
+		left = schedule_timeout_interruptible(nap);
+		lock_sock(sk);
+		if (*timeo != MAX_SCHEDULE_TIMEOUT)
+			*timeo -= nap - left;
+		return 1;
+	}
 	if (sk->sk_shutdown & RCV_SHUTDOWN) {
+		/* shutdown(SHUT_RD) on this side: end of file, as TCP */
+		if (READ_ONCE(ctx->rx_shut))
+			return 0;
+		if (!sock_flag(sk, SOCK_DONE)) {
+			if (sk->sk_state != TCP_CLOSE)
+				return 0;
+			/* torn down without a FIN; its error was read */
+			ossuary_rx_error(sk, ctx, ECONNRESET, -1, 0);
+			return -ECONNRESET;
+		}
 		/* FIN, and no DISCONNECT(0) before it */
-		ossuary_rx_error(sk, ctx, EPIPE, OSSUARY_MIB_TRUNCATED, false);
+		ossuary_rx_error(sk, ctx, EPIPE, OSSUARY_MIB_TRUNCATED, 0);
 		return -EPIPE;
 	}
+	/* the reader waits for the peer: no pages held meanwhile */
+	ossuary_rx_trim(ctx);
 	if (!*timeo)
 		return -EAGAIN;
 	if (signal_pending(current))
@@ -538,7 +675,8 @@ int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		}
 		if (copied) {
 			if (copied >= target || ctx->rx_eof || ctx->rx_err ||
-			    sk->sk_err || (sk->sk_shutdown & RCV_SHUTDOWN) ||
+			    ctx->rx_nomem || sk->sk_err ||
+			    (sk->sk_shutdown & RCV_SHUTDOWN) ||
 			    !timeo || signal_pending(current))
 				break;
 			ossuary_rx_wait(sk, ctx, &timeo);
@@ -551,6 +689,12 @@ int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		}
 	}
 out:
+	/*
+	 * What this read opened may call for a record of ours: the answer
+	 * to KEY_UPDATE(1), or DISCONNECT(1) after a failure.  Sealed now,
+	 * before the read returns, rather than by tx_work later.
+	 */
+	ossuary_tx_settle(sk, ctx);
 	release_sock(sk);
 	return copied ? copied : err;
 }
@@ -631,6 +775,7 @@ ssize_t ossuary_splice_read(struct socket *sock, loff_t *ppos,
 			ossuary_rx_next(ctx);
 	}
 out:
+	ossuary_tx_settle(sk, ctx);
 	release_sock(sk);
 	return ret;
 }
@@ -641,6 +786,7 @@ int ossuary_rx_install(struct sock *sk, struct ossuary_ctx *ctx,
 {
 	int err;
 
+	sock_owned_by_me(sk);
 	err = ossuary_keys_init(&ctx->rx, ci->secret, ci->seq);
 	if (err)
 		return err;
@@ -666,6 +812,7 @@ void ossuary_rx_release(struct sock *sk, struct ossuary_ctx *ctx)
 {
 	unsigned int i;
 
+	sock_owned_by_me(sk);
 	ossuary_keys_free(&ctx->rx);
 	/*
 	 * The pages may hold opened plaintext: wipe them before reuse,
@@ -691,6 +838,7 @@ static void ossuary_rx_work(struct work_struct *work)
 	lock_sock(sk);
 	if (!test_bit(OSSUARY_CLOSING, &ctx->tx_flags) && ctx->rx_installed) {
 		ossuary_rx_process(sk, ctx, GFP_KERNEL);
+		ossuary_tx_settle(sk, ctx);
 		if (ossuary_rx_readable(sk, ctx))
 			ctx->saved_data_ready(sk);
 	}

@@ -10,10 +10,15 @@
  * State, all under the socket lock:
  *   tx_open   the record being filled (MSG_MORE keeps it open);
  *   tx_queue  sealed records TCP has not taken completely yet.
- * A blocking sender waits inside tcp_sendmsg_locked() exactly as a TCP
- * sender does (SO_SNDTIMEO, signals).  A non-blocking one leaves at
- * most one sealed DATA record queued; sk_write_space then schedules
- * tx_work to push it, so bytes reported as sent always leave.
+ * Records are handed to TCP only with MSG_DONTWAIT, so the socket lock
+ * is never dropped in the middle of a push and no second pusher can
+ * send the same bytes twice.  A blocking sender waits for room itself
+ * (ossuary_tx_wait(): SO_SNDTIMEO, signals, as TCP) with nothing but
+ * the socket lock, which the wait releases: shutdown(), a key update,
+ * tx_work or a failing receive side get in while a writer sleeps, and
+ * wake it when they close TX.  At most one sealed DATA record is left
+ * queued when a send returns; sk_write_space then schedules tx_work to
+ * push it, so bytes reported as sent always leave.
  */
 
 #include <linux/kernel.h>
@@ -59,6 +64,18 @@ static void ossuary_rec_free(struct ossuary_tx_rec *rec)
 static void ossuary_tx_key_update_done(struct sock *sk,
 				       struct ossuary_ctx *ctx);
 
+/* TX cannot go on (err < 0): latched, and in sk_err as the uapi says */
+static void ossuary_tx_fatal(struct sock *sk, struct ossuary_ctx *ctx,
+			     int err)
+{
+	if (ctx->tx_err)
+		return;
+	WRITE_ONCE(ctx->tx_err, -err);
+	WRITE_ONCE(sk->sk_err, -err);
+	/* wakes writers asleep in ossuary_tx_wait() too */
+	sk_error_report(sk);
+}
+
 /*
  * Seal rec as one record of the given type and queue it.  Before any
  * record other than KEY_UPDATE, a key update is due when the sequence
@@ -72,8 +89,12 @@ static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 	u32 len = OSSUARY_HEADER_LEN + rec->plen + OSSUARY_TAG_LEN;
 	int err;
 
+	sock_owned_by_me(sk);
 	/* nothing may follow a DISCONNECT in this direction */
 	if (ctx->tx_closed)
+		return -EPIPE;
+	/* once RX failed, DISCONNECT(1) is the only record left to seal */
+	if (ctx->tx_fail_pending && type != OSSUARY_RECORD_DISCONNECT)
 		return -EPIPE;
 	if (ctx->tx.seq > OSSUARY_SEQ_LAST)
 		return -EKEYEXPIRED;
@@ -88,7 +109,7 @@ static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 	ossuary_rec_put_frags(rec);
 	if (err) {
 		/* a sealing failure leaves the stream unusable */
-		ctx->tx_err = -err;
+		ossuary_tx_fatal(sk, ctx, err);
 		return err;
 	}
 	ctx->tx.seq++;
@@ -109,6 +130,9 @@ static int ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 {
 	int err;
 
+	/* RX failed: DISCONNECT(1) alone, no key update before it */
+	if (ctx->tx_fail_pending)
+		return __ossuary_tx_seal(sk, ctx, rec, type);
 	/* the answer to the peer's KEY_UPDATE(1) is our very next record */
 	if (type != OSSUARY_RECORD_KEY_UPDATE && ctx->tx_update_pending) {
 		err = ossuary_tx_seal_control(sk, ctx,
@@ -135,14 +159,13 @@ static int ossuary_tx_seal_control(struct sock *sk, struct ossuary_ctx *ctx,
 	struct ossuary_tx_rec *rec;
 	int err;
 
-	if (type == OSSUARY_RECORD_KEY_UPDATE && ctx->tx_update_pending) {
-		/* KEY_UPDATE(0) is the answer; KEY_UPDATE(1) must follow it */
-		ctx->tx_update_pending = false;
-		if (val) {
-			err = ossuary_tx_seal_control(sk, ctx, type, 0);
-			if (err)
-				return err;
-		}
+	if (type == OSSUARY_RECORD_DISCONNECT && ctx->tx_fail_pending)
+		val = OSSUARY_DISCONNECT_ERROR;
+	/* KEY_UPDATE(0) is the answer; KEY_UPDATE(1) must follow it */
+	if (type == OSSUARY_RECORD_KEY_UPDATE && ctx->tx_update_pending && val) {
+		err = ossuary_tx_seal_control(sk, ctx, type, 0);
+		if (err)
+			return err;
 	}
 	rec = ossuary_rec_new(sk);
 	if (!rec)
@@ -156,8 +179,11 @@ static int ossuary_tx_seal_control(struct sock *sk, struct ossuary_ctx *ctx,
 	err = ossuary_tx_seal(sk, ctx, rec, type);
 	if (err)
 		goto err_free;
-	if (type == OSSUARY_RECORD_KEY_UPDATE)
+	if (type == OSSUARY_RECORD_KEY_UPDATE) {
+		/* an owed answer is paid only once it is sealed */
+		ctx->tx_update_pending = false;
 		ossuary_tx_key_update_done(sk, ctx);
+	}
 	return 0;
 
 err_free:
@@ -172,7 +198,7 @@ static void ossuary_tx_key_update_done(struct sock *sk,
 	int err = ossuary_keys_ratchet(&ctx->tx);
 
 	if (err)
-		ctx->tx_err = -err;
+		ossuary_tx_fatal(sk, ctx, err);
 	ctx->tx_since_update = 0;
 	ossuary_stat_add(sk, OSSUARY_MIB_KEY_UPDATE_TX, 1);
 }
@@ -191,23 +217,41 @@ static int ossuary_tx_seal_open(struct sock *sk, struct ossuary_ctx *ctx)
 }
 
 /*
- * Hand queued records to TCP, with tx_lock and the socket lock held.
- * flags carries the caller's MSG_DONTWAIT
- * and MSG_NOSIGNAL so that TCP blocks, times out, reports signals and
- * raises SIGPIPE exactly as for a plain TCP send.
+ * A socket error other than the one a failed RX put there (for SO_ERROR
+ * and EPOLLERR): that one must not keep the DISCONNECT(1) answering the
+ * failure, or the records before it, from TCP.
  */
-static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx,
-			   int flags)
+static bool ossuary_tx_sk_err(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	int err = READ_ONCE(sk->sk_err);
+
+	return err && err != READ_ONCE(ctx->sk_err_own);
+}
+
+/*
+ * Hand queued records to TCP, socket lock owned, never waiting:
+ * tcp_sendmsg_locked() with MSG_DONTWAIT keeps the lock throughout, so
+ * the bytes of a record cannot go out twice.  Returns 0 once the queue
+ * is empty, -EAGAIN when TCP has no room (see ossuary_tx_wait()), or
+ * -EPIPE when the socket has an error or SEND_SHUTDOWN: sk_err is left
+ * for whoever reports it (sk_stream_error()), not consumed here.
+ */
+static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx)
 {
 	struct ossuary_tx_rec *rec;
 
+	sock_owned_by_me(sk);
 	while ((rec = list_first_entry_or_null(&ctx->tx_queue,
 					       struct ossuary_tx_rec, list))) {
 		while (rec->sent < rec->len) {
 			struct bio_vec bvec[OSSUARY_REC_PAGES];
 			struct msghdr msg = {};
 			u32 off = rec->sent, size = rec->len - rec->sent;
-			int n = 0, ret;
+			int n = 0, ret, own;
+
+			if (ossuary_tx_sk_err(sk, ctx) ||
+			    (READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN))
+				return -EPIPE;
 
 			while (off < rec->len) {
 				u32 poff = offset_in_page(off);
@@ -219,12 +263,24 @@ static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx,
 					      chunk, poff);
 				off += chunk;
 			}
-			msg.msg_flags = MSG_SPLICE_PAGES |
-					(flags & (MSG_DONTWAIT | MSG_NOSIGNAL));
+			msg.msg_flags = MSG_SPLICE_PAGES | MSG_DONTWAIT |
+					MSG_NOSIGNAL;
 			if (!list_is_last(&rec->list, &ctx->tx_queue))
 				msg.msg_flags |= MSG_MORE;
 			iov_iter_bvec(&msg.msg_iter, ITER_SOURCE, bvec, n, size);
+			/*
+			 * TCP sends nothing while sk_err is set: lift our own
+			 * error for the call.  With the socket owned, only
+			 * this call's backlog can set another (a reset),
+			 * which then stays; SO_ERROR may miss ours meanwhile
+			 * and gets it afterwards.
+			 */
+			own = READ_ONCE(sk->sk_err);
+			if (own)
+				WRITE_ONCE(sk->sk_err, 0);
 			ret = tcp_sendmsg_locked(sk, &msg, size);
+			if (own)
+				cmpxchg(&sk->sk_err, 0, own);
 			if (ret <= 0)
 				return ret ? ret : -EAGAIN;
 			rec->sent += ret;
@@ -236,9 +292,111 @@ static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx,
 	return 0;
 }
 
-static void ossuary_tx_fail_now(struct sock *sk, struct ossuary_ctx *ctx);
-static void ossuary_tx_key_update_now(struct sock *sk,
-				      struct ossuary_ctx *ctx);
+/*
+ * ossuary_tx_wait(): something other than room ends the wait.  Also
+ * read with the socket lock released, hence READ_ONCE().
+ */
+static bool ossuary_tx_wait_over(struct sock *sk, struct ossuary_ctx *ctx,
+				 bool stop_on_close)
+{
+	if (ossuary_tx_sk_err(sk, ctx) ||
+	    (READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN))
+		return true;
+	return stop_on_close && (READ_ONCE(ctx->tx_closed) ||
+				 READ_ONCE(ctx->tx_err) ||
+				 READ_ONCE(ctx->tx_fail_pending));
+}
+
+/*
+ * The caller found no room in TCP (a push got -EAGAIN, or the send
+ * buffer is full): wait for some, socket lock owned (sk_wait_event()
+ * releases it while sleeping).  A writer (stop_on_close) also stops, with
+ * -EPIPE, as soon as TX is closed or failed by someone else, so that
+ * shutdown() or a failed receive side ends its send at once.  Returns
+ * 0 when there is room, -EPIPE on a socket error or SEND_SHUTDOWN (the
+ * caller reports it with sk_stream_error()), -EAGAIN when *timeo ran
+ * out, or the signal's error.
+ */
+static int ossuary_tx_wait(struct sock *sk, struct ossuary_ctx *ctx,
+			   long *timeo, bool stop_on_close)
+{
+	DEFINE_WAIT_FUNC(wait, woken_wake_function);
+	/*
+	 * TCP refused bytes though its send buffer has room: memory
+	 * accounting under pressure.  Sleep a little once rather than spin.
+	 */
+	bool short_nap = sk_stream_memory_free(sk);
+	int err = 0;
+
+	sock_owned_by_me(sk);
+	add_wait_queue(sk_sleep(sk), &wait);
+	for (;;) {
+		if (ossuary_tx_wait_over(sk, ctx, stop_on_close)) {
+			err = -EPIPE;
+			break;
+		}
+		if (!*timeo) {
+			err = -EAGAIN;
+			break;
+		}
+		if (signal_pending(current)) {
+			err = sock_intr_errno(*timeo);
+			break;
+		}
+		sk_clear_bit(SOCKWQ_ASYNC_NOSPACE, sk);
+		if (!short_nap && sk_stream_memory_free(sk))
+			break;
+		set_bit(SOCK_NOSPACE, &sk->sk_socket->flags);
+		sk->sk_write_pending++;
+		if (short_nap) {
+			long nap = min_t(long, *timeo, HZ / 50 + 1), left = nap;
+
+			sk_wait_event(sk, &left,
+				      ossuary_tx_wait_over(sk, ctx,
+							   stop_on_close),
+				      &wait);
+			if (*timeo != MAX_SCHEDULE_TIMEOUT)
+				*timeo -= nap - left;
+			short_nap = false;
+		} else {
+			sk_wait_event(sk, timeo,
+				      ossuary_tx_wait_over(sk, ctx,
+							   stop_on_close) ||
+				      sk_stream_memory_free(sk), &wait);
+		}
+		sk->sk_write_pending--;
+	}
+	remove_wait_queue(sk_sleep(sk), &wait);
+	return err;
+}
+
+/* Push everything queued, waiting for room up to *timeo. */
+static int ossuary_tx_push_wait(struct sock *sk, struct ossuary_ctx *ctx,
+				long *timeo, bool stop_on_close)
+{
+	int err;
+
+	for (;;) {
+		err = ossuary_tx_push(sk, ctx);
+		if (err != -EAGAIN)
+			return err;
+		err = ossuary_tx_wait(sk, ctx, timeo, stop_on_close);
+		if (err)
+			return err;
+	}
+}
+
+/* TX was closed: writers asleep in ossuary_tx_wait() stop. */
+static void ossuary_tx_wake_writers(struct sock *sk)
+{
+	struct socket_wq *wq;
+
+	rcu_read_lock();
+	wq = rcu_dereference(sk->sk_wq);
+	if (skwq_has_sleeper(wq))
+		wake_up_interruptible_all(&wq->wait);
+	rcu_read_unlock();
+}
 
 static void ossuary_tx_work(struct work_struct *work)
 {
@@ -248,17 +406,14 @@ static void ossuary_tx_work(struct work_struct *work)
 
 	if (test_bit(OSSUARY_CLOSING, &ctx->tx_flags))
 		return;
-	mutex_lock(&ctx->tx_lock);
 	lock_sock(sk);
 	if (!test_bit(OSSUARY_CLOSING, &ctx->tx_flags)) {
 		/* cleared before pushing: a later write_space requeues us */
 		clear_bit(OSSUARY_TX_SCHEDULED, &ctx->tx_flags);
-		ossuary_tx_key_update_now(sk, ctx);
-		ossuary_tx_fail_now(sk, ctx);
-		ossuary_tx_push(sk, ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
+		ossuary_tx_settle(sk, ctx);
+		ossuary_tx_push(sk, ctx);
 	}
 	release_sock(sk);
-	mutex_unlock(&ctx->tx_lock);
 }
 
 /* Any context: have tx_work push what is queued. */
@@ -268,28 +423,30 @@ void ossuary_tx_schedule(struct ossuary_ctx *ctx)
 		schedule_work(&ctx->tx_work);
 }
 
-/* tx_lock and the socket lock held. */
-int ossuary_tx_flush(struct sock *sk, struct ossuary_ctx *ctx, int flags)
+/* Socket lock owned: hand what is queued to TCP if it has room. */
+int ossuary_tx_flush(struct sock *sk, struct ossuary_ctx *ctx)
 {
-	return ossuary_tx_push(sk, ctx, flags);
+	return ossuary_tx_push(sk, ctx);
 }
 
 /*
- * The receive side failed (or was reset): answer with DISCONNECT(1)
- * unless this side already sent its DISCONNECT.  Any context; the
- * record is sealed later under the socket lock.
+ * The receive side failed (or was reset): from now on the only record
+ * this side may seal is DISCONNECT(1) (tx_fail_pending stays set).  Any
+ * context, socket lock held in some form; the record is sealed in
+ * process context by the next reader, writer or tx_work.
  */
 void ossuary_tx_schedule_fail(struct sock *sk, struct ossuary_ctx *ctx)
 {
-	ctx->tx_fail_pending = true;
+	WRITE_ONCE(ctx->tx_fail_pending, true);
 	ossuary_tx_schedule(ctx);
 }
 
 /*
  * The peer's KEY_UPDATE(1) was opened (any context, socket lock held in
  * some form): our own KEY_UPDATE(0) is due as the next record we seal.
- * A sender that seals anything first seals it (ossuary_tx_seal());
- * otherwise tx_work does, in process context, since sealing allocates.
+ * A sender that seals anything first seals it (ossuary_tx_seal()), a
+ * reader in process context seals it before its read returns
+ * (ossuary_tx_settle()), otherwise tx_work does.
  */
 void ossuary_tx_schedule_key_update(struct ossuary_ctx *ctx)
 {
@@ -297,26 +454,38 @@ void ossuary_tx_schedule_key_update(struct ossuary_ctx *ctx)
 	ossuary_tx_schedule(ctx);
 }
 
-/* tx_lock and the socket lock held. */
-static void ossuary_tx_key_update_now(struct sock *sk, struct ossuary_ctx *ctx)
+/*
+ * Socket lock owned, process context, not inside a push: seal what the
+ * receive side made due (DISCONNECT(1) after a failure, else the answer
+ * to KEY_UPDATE(1)), push it if TCP has room (tx_work pushes the rest),
+ * then report a receive failure in sk_err.  The DISCONNECT(1) is sealed
+ * first, since nothing may be sealed after the failure; what TCP has no
+ * room for yet still goes out later (ossuary_tx_push() looks past this
+ * error).
+ */
+void ossuary_tx_settle(struct sock *sk, struct ossuary_ctx *ctx)
 {
-	if (!ctx->tx_update_pending)
-		return;
-	ctx->tx_update_pending = false;
-	if (ctx->tx_installed && !ctx->tx_closed && !ctx->tx_err)
-		ossuary_tx_key_update(sk, ctx, 0);
-}
+	sock_owned_by_me(sk);
+	if (ctx->tx_fail_pending) {
+		if (ctx->tx_installed && !ctx->tx_closed && !ctx->tx_err &&
+		    ((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT))) {
+			long timeo = 0;
 
-/* tx_lock and the socket lock held. */
-static void ossuary_tx_fail_now(struct sock *sk, struct ossuary_ctx *ctx)
-{
-	if (!ctx->tx_fail_pending)
+			ossuary_tx_disconnect(sk, ctx, OSSUARY_DISCONNECT_ERROR,
+					      &timeo);
+		}
+		ossuary_rx_report(sk, ctx);
 		return;
-	ctx->tx_fail_pending = false;
-	if (ctx->tx_installed && !ctx->tx_closed && !ctx->tx_err &&
-	    ((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT)))
-		ossuary_tx_disconnect(sk, ctx, OSSUARY_DISCONNECT_ERROR,
-				      MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+	/* a send that could not seal its last record (no memory) */
+	if (ctx->tx_seal_due && !ctx->tx_closed && !ctx->tx_err &&
+	    !ossuary_tx_seal_open(sk, ctx)) {
+		WRITE_ONCE(ctx->tx_seal_due, false);
+		ossuary_tx_push(sk, ctx);
+	}
+	if (ctx->tx_update_pending && ctx->tx_installed && !ctx->tx_closed &&
+	    !ctx->tx_err && !ossuary_tx_key_update(sk, ctx, 0))
+		ossuary_tx_push(sk, ctx);
 }
 
 /*
@@ -327,7 +496,7 @@ void ossuary_write_space(struct sock *sk)
 {
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
 
-	if (READ_ONCE(ctx->tx_queued))
+	if (READ_ONCE(ctx->tx_queued) || READ_ONCE(ctx->tx_seal_due))
 		ossuary_tx_schedule(ctx);
 	ctx->saved_write_space(sk);
 }
@@ -338,6 +507,7 @@ int ossuary_tx_install(struct sock *sk, struct ossuary_ctx *ctx,
 {
 	int err;
 
+	sock_owned_by_me(sk);
 	err = ossuary_keys_init(&ctx->tx, ci->secret, ci->seq);
 	if (err)
 		return err;
@@ -357,6 +527,7 @@ void ossuary_tx_release(struct sock *sk, struct ossuary_ctx *ctx)
 {
 	struct ossuary_tx_rec *rec, *tmp;
 
+	sock_owned_by_me(sk);
 	ossuary_rec_free(ctx->tx_open);
 	ctx->tx_open = NULL;
 	list_for_each_entry_safe(rec, tmp, &ctx->tx_queue, list) {
@@ -369,19 +540,27 @@ void ossuary_tx_release(struct sock *sk, struct ossuary_ctx *ctx)
 }
 
 /*
- * Seal whatever is open, then DISCONNECT(reason), and push (tx_lock and
- * the socket lock held).  Nothing may follow a DISCONNECT in this
- * direction, so TX is closed even if the push has to wait; a retry just
- * pushes again.
+ * Seal whatever is open, then DISCONNECT(reason), and push, waiting up
+ * to *timeo for room (socket lock owned).  Nothing may follow a
+ * DISCONNECT in this direction, so TX is closed even if the push has to
+ * wait, and writers asleep waiting for room stop; a retry just pushes
+ * again.  Once RX failed, the open record is dropped and the reason is
+ * always 1: DISCONNECT(1) is the only record that may still be sealed.
  */
 int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
-			  int flags)
+			  long *timeo)
 {
 	int err;
 
+	sock_owned_by_me(sk);
 	if (!ctx->tx_closed) {
 		if (ctx->tx_err)
 			return -ctx->tx_err;
+		if (ctx->tx_fail_pending) {
+			ossuary_rec_free(ctx->tx_open);
+			ctx->tx_open = NULL;
+			reason = OSSUARY_DISCONNECT_ERROR;
+		}
 		err = ossuary_tx_seal_open(sk, ctx);
 		if (!err)
 			err = ossuary_tx_seal_control(sk, ctx,
@@ -389,9 +568,11 @@ int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
 						      reason);
 		if (err)
 			return err;
-		ctx->tx_closed = true;
+		WRITE_ONCE(ctx->tx_closed, true);
+		WRITE_ONCE(ctx->tx_seal_due, false);
+		ossuary_tx_wake_writers(sk);
 	}
-	return ossuary_tx_push(sk, ctx, flags);
+	return ossuary_tx_push_wait(sk, ctx, timeo, false);
 }
 
 /*
@@ -403,6 +584,7 @@ int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
 int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
 			  u8 request)
 {
+	sock_owned_by_me(sk);
 	if (!ctx->tx_installed)
 		return -EINVAL;
 	if (ctx->tx_closed)
@@ -418,15 +600,21 @@ int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
  * DISCONNECT(0) after whatever it wrote, unless it asked for an abortive
  * close (SO_LINGER with a zero timeout), it is being killed by a
  * signal, or the connection is gone.
- * TCP's own close does not block; we wait at most SO_SNDTIMEO, the
- * linger time, or OSSUARY_CLOSE_TIMEO for TCP to take the last records,
- * so a peer that stopped reading cannot hang close() for ever.
+ * TCP's own close does not block; a blocking close waits at most
+ * SO_SNDTIMEO, the linger time, or OSSUARY_CLOSE_TIMEO for TCP to take
+ * the last records, so a peer that stopped reading cannot hang close()
+ * for ever.  A close that must not block at all (an O_NONBLOCK file,
+ * as an event loop has, or an exiting process) hands TCP only what its
+ * send buffer has room for right now: what does not fit is dropped,
+ * and the peer then reads a truncated stream, never a clean end.
  */
 void ossuary_tx_flush_on_close(struct sock *sk, struct ossuary_ctx *ctx,
 			       long timeout)
 {
-	long saved = sk->sk_sndtimeo;
+	struct socket *sock = sk->sk_socket;
+	long timeo = 0;
 
+	sock_owned_by_me(sk);
 	if (sock_flag(sk, SOCK_LINGER) && !sk->sk_lingertime)
 		return;
 	/*
@@ -436,14 +624,14 @@ void ossuary_tx_flush_on_close(struct sock *sk, struct ossuary_ctx *ctx,
 	if ((current->flags & PF_EXITING) &&
 	    (READ_ONCE(current->signal->group_exit_code) & 0x7f))
 		return;
-	if (sk->sk_err || (sk->sk_shutdown & SEND_SHUTDOWN) ||
+	if (ossuary_tx_sk_err(sk, ctx) || (sk->sk_shutdown & SEND_SHUTDOWN) ||
 	    !((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT)))
 		return;
-	sk->sk_sndtimeo = min_t(long, saved,
-				max_t(long, timeout, OSSUARY_CLOSE_TIMEO));
-	ossuary_tx_disconnect(sk, ctx, OSSUARY_DISCONNECT_CLEAN,
-			      MSG_NOSIGNAL);
-	sk->sk_sndtimeo = saved;
+	if (!(current->flags & PF_EXITING) &&
+	    !(sock && sock->file && (sock->file->f_flags & O_NONBLOCK)))
+		timeo = min_t(long, sk->sk_sndtimeo,
+			      max_t(long, timeout, OSSUARY_CLOSE_TIMEO));
+	ossuary_tx_disconnect(sk, ctx, OSSUARY_DISCONNECT_CLEAN, &timeo);
 }
 
 /* sendmsg with OSSUARY_SET_RECORD_TYPE: a control record. */
@@ -465,7 +653,8 @@ static int ossuary_tx_cmsg(struct msghdr *msg, u8 *type)
 }
 
 static int ossuary_tx_control_msg(struct sock *sk, struct ossuary_ctx *ctx,
-				  struct msghdr *msg, u8 type, int flags)
+				  struct msghdr *msg, u8 type, int flags,
+				  long *timeo)
 {
 	u8 val;
 	int err;
@@ -481,13 +670,13 @@ static int ossuary_tx_control_msg(struct sock *sk, struct ossuary_ctx *ctx,
 	if (type == OSSUARY_RECORD_DISCONNECT) {
 		if (val > OSSUARY_DISCONNECT_INTERNAL)
 			return -EINVAL;
-		err = ossuary_tx_disconnect(sk, ctx, val, flags);
+		err = ossuary_tx_disconnect(sk, ctx, val, timeo);
 	} else {
 		if (val > 1)
 			return -EINVAL;
 		err = ossuary_tx_key_update(sk, ctx, val);
 		if (!err)
-			err = ossuary_tx_push(sk, ctx, flags);
+			err = ossuary_tx_push_wait(sk, ctx, timeo, false);
 	}
 	/* sealed and queued: it is sent, TCP just has no room right now */
 	if (err == -EAGAIN)
@@ -583,16 +772,13 @@ int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
 	int flags = msg->msg_flags;
 	u8 type = OSSUARY_RECORD_DATA;
-	bool wait_err = false;
 	size_t copied = 0;
 	int err = 0;
 	long timeo;
 
-	mutex_lock(&ctx->tx_lock);
 	lock_sock(sk);
 	if (!ctx->tx_installed) {
 		release_sock(sk);
-		mutex_unlock(&ctx->tx_lock);
 		return ctx->sk_proto->sendmsg(sk, msg, size);
 	}
 	if (flags & ~OSSUARY_TX_FLAGS) {
@@ -608,37 +794,41 @@ int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
 		if (err)
 			goto out;
 	}
+	/* RX failed: DISCONNECT(1) goes first, and TX is closed */
+	ossuary_tx_settle(sk, ctx);
 	if (ctx->tx_err) {
 		err = -ctx->tx_err;
 		goto out;
 	}
+	/* as TCP: the pending socket error, else EPIPE and SIGPIPE */
 	if (ctx->tx_closed || sk->sk_err ||
 	    (sk->sk_shutdown & SEND_SHUTDOWN)) {
-		/* as TCP: the pending socket error, else EPIPE and SIGPIPE */
-		release_sock(sk);
-		mutex_unlock(&ctx->tx_lock);
-		return sk_stream_error(sk, flags, -EPIPE);
-	}
-	if (type != OSSUARY_RECORD_DATA) {
-		err = ossuary_tx_control_msg(sk, ctx, msg, type, flags);
+		err = -EPIPE;
 		goto out;
 	}
 	timeo = sock_sndtimeo(sk, flags & MSG_DONTWAIT);
+	if (type != OSSUARY_RECORD_DATA) {
+		err = ossuary_tx_control_msg(sk, ctx, msg, type, flags, &timeo);
+		goto out;
+	}
 
 	while (msg_data_left(msg)) {
 		struct ossuary_tx_rec *rec;
 		size_t n;
 
 		/* the lock was dropped while waiting: RX may have failed */
-		if (ctx->tx_closed || ctx->tx_err) {
+		if (ctx->tx_closed || ctx->tx_err || ctx->tx_fail_pending) {
 			err = ctx->tx_err ? -ctx->tx_err : -EPIPE;
 			break;
 		}
 		/* keep at most one sealed DATA record waiting for TCP */
 		if (ctx->tx_queued) {
-			err = ossuary_tx_push(sk, ctx, flags);
+			err = ossuary_tx_push(sk, ctx);
+			if (err == -EAGAIN)
+				err = ossuary_tx_wait(sk, ctx, &timeo, true);
 			if (err)
 				break;
+			continue;
 		}
 		if (!ctx->tx_open) {
 			/*
@@ -647,11 +837,10 @@ int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
 			 * blocking ones wait (SO_SNDTIMEO, signals).
 			 */
 			if (!sk_stream_memory_free(sk)) {
-				err = sk_stream_wait_memory(sk, &timeo);
-				if (err) {
-					wait_err = true;
+				err = ossuary_tx_wait(sk, ctx, &timeo, true);
+				if (err)
 					break;
-				}
+				continue;
 			}
 			ctx->tx_open = ossuary_rec_new(sk);
 			if (!ctx->tx_open) {
@@ -679,19 +868,36 @@ int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
 				break;
 		}
 	}
-	/* a zero-length send without MSG_MORE ends an open record */
-	if (!err && !size && !(flags & MSG_MORE))
-		err = ossuary_tx_seal_open(sk, ctx);
-	if (!err && ctx->tx_queued)
-		err = ossuary_tx_push(sk, ctx, flags);
+	/*
+	 * Bytes a send reports are sealed and pushed: without MSG_MORE the
+	 * open record ends here even when the send stopped early (a fault,
+	 * no memory, a signal), and so does an open record on a zero-length
+	 * send.  If sealing it has no memory now, tx_work tries again.
+	 */
+	if (ctx->tx_open && !(flags & MSG_MORE) && (copied || !size) &&
+	    !ctx->tx_closed && !ctx->tx_err && !ctx->tx_fail_pending) {
+		int serr = ossuary_tx_seal_open(sk, ctx);
+
+		if (serr == -ENOMEM) {
+			WRITE_ONCE(ctx->tx_seal_due, true);
+			ossuary_tx_schedule(ctx);
+		}
+		if (!err)
+			err = serr;
+	}
+	/* what TCP has no room for now goes out on write_space (tx_work) */
+	if (ctx->tx_queued) {
+		int perr = ossuary_tx_push_wait(sk, ctx, &timeo, true);
+
+		if (!err && perr != -EAGAIN)
+			err = perr;
+	}
 
 out:
 	release_sock(sk);
-	mutex_unlock(&ctx->tx_lock);
 	if (copied)
 		return copied;
-	/* errors from tcp_sendmsg_locked() went through it already */
-	if (wait_err)
+	if (err == -EPIPE)
 		err = sk_stream_error(sk, flags, err);
 	return err;
 }
@@ -702,18 +908,22 @@ void ossuary_splice_eof(struct socket *sock)
 	struct sock *sk = sock->sk;
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
 
-	mutex_lock(&ctx->tx_lock);
 	lock_sock(sk);
-	if (ctx->tx_installed && !ctx->tx_closed && !ctx->tx_err &&
+	if (!ctx->tx_installed) {
+		release_sock(sk);
+		/* TCP pushes what MSG_MORE held back */
+		if (ctx->sk_proto->splice_eof)
+			ctx->sk_proto->splice_eof(sock);
+		return;
+	}
+	if (!ctx->tx_closed && !ctx->tx_err && !ctx->tx_fail_pending &&
 	    ctx->tx_open && !ossuary_tx_seal_open(sk, ctx))
-		ossuary_tx_push(sk, ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
+		ossuary_tx_push(sk, ctx);
 	release_sock(sk);
-	mutex_unlock(&ctx->tx_lock);
 }
 
 void ossuary_tx_init(struct ossuary_ctx *ctx)
 {
 	INIT_LIST_HEAD(&ctx->tx_queue);
 	INIT_WORK(&ctx->tx_work, ossuary_tx_work);
-	mutex_init(&ctx->tx_lock);
 }

@@ -136,9 +136,24 @@ struct ossuary_dir_state {
  *   OSSUARY_TRUNCATED_ERRNO (EPIPE)
  *               TCP FIN without DISCONNECT(0) before it, at a record
  *               boundary or inside a record: a truncated stream
- * EBADMSG and EPROTO also send DISCONNECT(1) to the peer if this side's
- * TX is installed and has not sent a DISCONNECT yet; counters in
- * /proc/net/ossuary_stat say which error it was.
+ *   the TCP connection's own error (ECONNRESET after a TCP reset,
+ *               ETIMEDOUT...), after the records that arrived before it
+ *               were read; latched too, unlike on plain TCP
+ * A TCP urgent byte (MSG_OOB) in the stream is EPROTO.  After
+ * shutdown(SHUT_RD) on this socket, reads return 0 once the records
+ * already there are read, as on TCP (no truncation is reported).
+ * EBADMSG, EPROTO and a RESET also send DISCONNECT(1) to the peer if
+ * this side's TX is installed and has not sent a DISCONNECT yet; from
+ * then on DISCONNECT(1) is the only record this side seals: sends fail
+ * with EPIPE, and shutdown() or close() send DISCONNECT(1), never
+ * DISCONNECT(0).  Counters in /proc/net/ossuary_stat say which error it
+ * was.  EBADMSG, EPROTO and ECONNRESET from a DISCONNECT or RESET record
+ * are also fatal errors of the socket, as on kTLS: SO_ERROR returns the
+ * same errno once and poll() reports EPOLLERR until then (as soon as
+ * the DISCONNECT(1), if one is due, is sealed; it still goes out after
+ * the error is set).  A send reports it once too, then EPIPE.  A
+ * truncation is not a socket error: it is TCP's end of stream (EPOLLIN,
+ * EPOLLRDHUP).
  * A reader that passes a control buffer gets a cmsg (SOL_OSSUARY,
  * OSSUARY_GET_RECORD_TYPE, one byte) with each read: the record type.
  * DATA reads carry type OSSUARY_RECORD_DATA; a DISCONNECT with a
@@ -149,8 +164,8 @@ struct ossuary_dir_state {
  * only when a whole DATA record, an error or the end of the stream is
  * there; control records are acted on as soon as they arrive.
  * Supported recv flags: MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT,
- * MSG_ERRQUEUE, MSG_CMSG_CLOEXEC; others (MSG_OOB, MSG_TRUNC...) give
- * EOPNOTSUPP.
+ * MSG_ERRQUEUE, MSG_CMSG_CLOEXEC, MSG_NOSIGNAL (accepted and ignored, as
+ * on TCP); others (MSG_OOB, MSG_TRUNC...) give EOPNOTSUPP.
  *
  * Writing: DATA records of at most OSSUARY_MAX_PLAINTEXT bytes; MSG_MORE
  * keeps the last record open for the next send; blocking, EAGAIN and
@@ -161,14 +176,22 @@ struct ossuary_dir_state {
  * exactly one byte of payload (the reason, 0..3) seals any open record,
  * then DISCONNECT(reason); with OSSUARY_RECORD_KEY_UPDATE and one byte
  * (0 or 1) it is the same as OSSUARY_KEY_UPDATE.  Other types: EINVAL.
- * After a DISCONNECT has been sent, sends fail with EPIPE.
+ * After a DISCONNECT has been sent, sends fail with EPIPE.  Bytes a send
+ * reports as sent are sealed (unless MSG_MORE) and go out, also when
+ * the send stopped early on a fault or a signal.
  * shutdown(SHUT_WR) sends DISCONNECT(0) before TCP's FIN (if it cannot
  * be queued within SO_SNDTIMEO, shutdown fails with EAGAIN/EINTR and can
- * be retried).  close() sends any open record and DISCONNECT(0) too,
- * waiting at most min(SO_SNDTIMEO, max(linger time, 5 s)) for send
- * buffer space; SO_LINGER with a zero timeout closes abortively, and
- * so does the close of a process being killed by a signal (its peer
- * reads a truncated stream).  sendfile()/splice() into the socket seal
+ * be retried); a writer blocked in another thread returns at once (the
+ * bytes it reported, else EPIPE).  close() sends any open record and
+ * DISCONNECT(0) too; a blocking close waits at most
+ * min(SO_SNDTIMEO, max(linger time, 5 s)) for send buffer space.  A
+ * close that must not block, of an O_NONBLOCK socket or by an exiting
+ * process, never waits: it hands TCP the open record and DISCONNECT(0)
+ * only as far as the send buffer has room at that moment, and if they
+ * do not fit whole, its peer reads a truncated stream (EPIPE), never a
+ * clean end.  SO_LINGER with a zero timeout closes abortively, and so
+ * does the close of a process being killed by a signal (its peer reads
+ * a truncated stream).  sendfile()/splice() into the socket seal
  * straight from the lent pages; splice() out of the socket lends the
  * opened record's pages to the pipe (one record per call).
  * connect(AF_UNSPEC) on an attached socket gives EOPNOTSUPP.

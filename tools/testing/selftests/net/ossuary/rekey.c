@@ -12,6 +12,7 @@
  * IPv4 and IPv6 variants of each.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <sys/sendfile.h>
 #include <sys/uio.h>
 
@@ -437,6 +438,40 @@ TEST_F(ossuary, key_update_request_answered)
 	EXPECT_EQ(2, gen_of(self->cfd, OSSUARY_RX));
 	EXPECT_EQ(2, gen_of(self->cfd, OSSUARY_TX));
 	EXPECT_EQ(2, gen_of(self->fd, OSSUARY_RX));
+}
+
+/*
+ * The answer to KEY_UPDATE(1) is sealed by the reader that opened the
+ * request, before its read returns: no work item has to run first, so
+ * the generation is already there right after the read, every time.
+ */
+TEST_F(ossuary, key_update_answer_sealed_before_read_returns)
+{
+	struct sched_param sp = { .sched_priority = 1 };
+	char buf[8] = {};
+	cpu_set_t cpus;
+
+	/*
+	 * Both ends in this thread, on one CPU, at a real-time priority:
+	 * the work item the request schedules on this CPU cannot run until
+	 * the test sleeps, and it never needs to (loopback delivers during
+	 * send()).  So a read that left the answer to it fails here.
+	 */
+	CPU_ZERO(&cpus);
+	CPU_SET(0, &cpus);
+	if (sched_setaffinity(0, sizeof(cpus), &cpus) ||
+	    sched_setscheduler(0, SCHED_FIFO, &sp))
+		TH_LOG("not pinned at SCHED_FIFO (%s): weaker test", strerror(errno));
+	for (int i = 1; i <= 50; i++) {
+		ASSERT_EQ(0, key_update(self->fd, 1));
+		ASSERT_EQ(1, send(self->fd, "x", 1, 0));
+		ASSERT_EQ(1, recv(self->cfd, buf, 1, MSG_WAITALL));
+		ASSERT_EQ(i, gen_of(self->cfd, OSSUARY_RX));
+		ASSERT_EQ(i, gen_of(self->cfd, OSSUARY_TX)) TH_LOG("round %d", i);
+		ASSERT_EQ(1, send(self->cfd, "y", 1, 0));
+		ASSERT_EQ(1, recv(self->fd, buf, 1, MSG_WAITALL));
+		ASSERT_EQ(i, gen_of(self->fd, OSSUARY_RX));
+	}
 }
 
 /* ---- splice across an update ---- */

@@ -2958,9 +2958,9 @@ static int module_range(unsigned long long *start, unsigned long long *end)
 /*
  * RX under memory pressure (fail_page_alloc, kernels with fault
  * injection only): the record's pages cannot be had in softirq, in
- * rx_work, nor at the reader's first try.  The reader retries instead of
- * sleeping until data that is already there arrives again, and a FIN
- * behind the record is not taken for a truncation.
+ * rx_work, nor at the reader's first tries.  The reader retries instead
+ * of sleeping until data that is already there arrives again, and the
+ * FIN behind the record is not taken for a truncation before it.
  */
 TEST_F(raw, rx_page_alloc_failure_retried)
 {
@@ -2982,7 +2982,8 @@ TEST_F(raw, rx_page_alloc_failure_retried)
 	ASSERT_EQ(0, fpa_set("ignore-gfp-highmem", "N"));
 	ASSERT_EQ(0, fpa_set("verbose", "0"));
 	ASSERT_EQ(0, fpa_set("interval", "1"));
-	ASSERT_EQ(0, fpa_set("times", "3"));
+	/* more failures than softirq (data, FIN) and rx_work can use up */
+	ASSERT_EQ(0, fpa_set("times", "10"));
 	ASSERT_EQ(0, fpa_set("probability", "100"));
 	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "hello", 5), 0);
 	ASSERT_EQ(0, shutdown(self->pfd, SHUT_WR));
@@ -2993,6 +2994,33 @@ TEST_F(raw, rx_page_alloc_failure_retried)
 	EXPECT_STREQ("hello", buf);
 	/* FIN without DISCONNECT(0): the truncation comes after the data */
 	EXPECT_EQ(-OSS_TRUNC_ERRNO, recv_e(self->kfd, buf, sizeof(buf), 0));
+}
+
+/*
+ * ULP attached, TX not installed: plain TCP, including sendfile()'s end.
+ * The last piece goes out with MSG_MORE, and only the splice_eof that
+ * follows it makes TCP send the held-back segment.
+ */
+TEST(splice_eof_reaches_tcp_without_tx)
+{
+	char got[2048], want[1000];
+	off_t off = 0;
+	int c, s, file;
+
+	REQUIRE_OSSUARY();
+	ASSERT_EQ(0, oss_tcp_pair(AF_INET, &c, &s));
+	ASSERT_EQ(0, oss_attach(c));
+	file = oss_tmpfile("/tmp", sizeof(want), 9);
+	ASSERT_GE(file, 0);
+	oss_fill(want, sizeof(want), 9);
+	/* more than the file holds: the read after it hits the end */
+	ASSERT_EQ((ssize_t)sizeof(want), sendfile(c, file, &off, 4 * sizeof(want)));
+	EXPECT_NE(0, oss_wait_in(s, 1000) & POLLIN) TH_LOG("the bytes stayed in TCP");
+	EXPECT_EQ((ssize_t)sizeof(want), recv(s, got, sizeof(got), MSG_DONTWAIT));
+	EXPECT_EQ(0, memcmp(want, got, sizeof(want)));
+	close(file);
+	close(c);
+	close(s);
 }
 
 /*

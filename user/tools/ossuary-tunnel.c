@@ -898,7 +898,7 @@ static void fail_errno(struct conn *c, struct ep *e, const char *what, int err)
 
 	if (why)
 		conn_end(c, ABORT_BOTH, "%s while %s; reset", why, what);
-	else if (err == ECONNRESET || err == EPIPE)
+	else if (err == ECONNRESET || err == EPIPE || err == ENOTCONN)
 		conn_end(c, ABORT_BOTH, "reset by the %s while %s; reset", side, what);
 	else
 		conn_end(c, ABORT_BOTH, "%s: %s side: %s; reset", what, side, strerror(err));

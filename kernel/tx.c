@@ -336,6 +336,8 @@ static int ossuary_tx_wait(struct sock *sk, struct ossuary_ctx *ctx,
 			break;
 		}
 		if (!*timeo) {
+			/* as TCP: write_space, hence EPOLLOUT, comes */
+			set_bit(SOCK_NOSPACE, &sk->sk_socket->flags);
 			err = -EAGAIN;
 			break;
 		}

@@ -59,7 +59,7 @@ ok() {
 		done
 	fi
 }
-skip_all() { echo "1..0 # SKIP tunnel: $1"; exit 0; }
+skip_all() { echo "ok 1 - tunnel: # SKIP $1"; echo "1..1"; exit 0; }
 
 for t in redis-server redis-cli redis-benchmark python3 tcpdump; do
 	command -v "$t" >/dev/null || skip_all "$t is not installed (tools/install-deps installs it)"

@@ -152,6 +152,24 @@ static void mc_mutate(struct mcase *m, struct st_rng *r)
 	memcpy(m->mut, m->orig, m->orig_len);
 	m->mut_len = m->orig_len;
 	m->what[0] = 0;
+	/*
+	 * One case in 32 is a control: the stream as sealed, or with bytes
+	 * after its end only. It checks the oracle, and that every kind of
+	 * end (0, a DISCONNECT reason then ECONNRESET, EPIPE) is seen.
+	 */
+	if (st_below(r, 32) == 0) {
+		if (st_below(r, 2)) {
+			uint8_t junk[16];
+
+			for (size_t q = 0; q < sizeof(junk); q++)
+				junk[q] = st_next(r);
+			mc_insert(m, m->mut_len, junk, 1 + st_below(r, sizeof(junk)));
+			mc_append(m, m->orig_len, "append");
+		} else {
+			mc_append(m, 0, "none");
+		}
+		return;
+	}
 	for (unsigned int k = 0; k < nmut; k++) {
 		unsigned int op = st_below(r, k == 0 ? 11 : 5);
 		size_t len = m->mut_len;

@@ -47,17 +47,24 @@ cd "$work" || exit 1
 
 n=0
 failed=0
+t_last=$(date +%s)
+t_first=$t_last
 ok() {
 	n=$((n + 1))
+	local now
+	now=$(date +%s)
 	if [ "$1" = 1 ]; then
-		echo "ok $n - tunnel: $2"
+		echo "ok $n - tunnel: $2 [$((now - t_last)) s]"
 	else
 		echo "not ok $n - tunnel: $2"
 		failed=$((failed + 1))
+		echo "# [$((now - t_last)) s]"
 		for f in e.log d.log e2.log bad.log; do
 			[ -s "$f" ] && tail -n 5 "$f" | sed "s/^/# $f: /"
 		done
+		[ -s bench.out ] && tr '\r' '\n' <bench.out | grep -v '^$' | tail -n 5 | sed "s/^/# bench.out: /"
 	fi
+	t_last=$now
 }
 skip_all() { echo "ok 1 - tunnel: # SKIP $1"; echo "1..1"; exit 0; }
 
@@ -272,6 +279,7 @@ bad=$(grep -cE "integrity|truncated|protocol error|timed out|cannot" d.log e.log
 ok "$( [ "$brc" = 0 ] && tr '\r' '\n' <bench.out | grep -q "^GET: [0-9.]* requests per second" &&
 	[ $((after - before)) -ge "$nconns" ] && [ "$bad" = 0 ] && echo 1 || echo 0)" \
 	"redis-benchmark -c $nconns: $((after - before)) connections through both ends in $(( $(date +%s) - t0 )) s, none failed ($(tr '\r' '\n' <bench.out | grep -E '^GET: [0-9.]* requests' | sed 's/, p50.*//'))"
+mv bench.out bench.done
 
 # ---- what the encrypted leg shows ----
 marker=OSSUARY-TUNNEL-PLAINTEXT-MARKER-7f3a
@@ -372,5 +380,6 @@ if [ "$kernel" = 0 ]; then
 fi
 
 kill "${pids[@]}" 2>/dev/null
+echo "# tunnel: $n cases in $(( $(date +%s) - t_first )) s"
 echo "1..$n"
 [ "$failed" = 0 ]

@@ -897,13 +897,15 @@ static int cr_start(struct cr_io *io, int fd, bool writer, uint64_t seed, size_t
 
 /*
  * Wait until thread tid is blocked in system call nr (sendto 44,
- * recvfrom 45 on x86_64), up to 10 s: close() must race a call that is
- * really waiting, not one about to start.
+ * recvfrom 45 on x86_64), up to 120 s: close() must race a call that is
+ * really waiting, not one about to start. (The file says "running" while
+ * the call still copies and seals, which under KCSAN with a small
+ * skip_watch takes more than 10 s for 4 MiB.)
  */
 static bool cr_blocked_in(pid_t tid, long nr)
 {
 	char path[64], buf[128];
-	long long end = oss_now_ms() + 10000;
+	long long end = oss_now_ms() + 120000;
 
 	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
 	while (oss_now_ms() < end) {

@@ -122,7 +122,8 @@ struct bulk {
 	/* the peer's KEY_UPDATE(0) and KEY_UPDATE(1), from the events */
 	unsigned int ku_seen[2];
 	/* the peer's KEY_UPDATE(1) opened before our DISCONNECT was queued:
-	 * those the library answered with a KEY_UPDATE(0) of its own */
+	 * requests the library owes an answer to (requests that arrive
+	 * before that answer is sealed share it, so answers <= requests) */
 	unsigned int ku_answered;
 	uint8_t sent_hash[32], recv_hash[32];
 };

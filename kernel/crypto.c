@@ -285,6 +285,19 @@ static void ossuary_poly_pad(struct poly1305_desc_ctx *poly, unsigned int len)
 		poly1305_update(poly, ossuary_zero_pad, pad);
 }
 
+/* The padding after the ciphertext, both lengths, and the tag */
+static void ossuary_poly_final(struct poly1305_desc_ctx *poly,
+			       unsigned int len, u8 *tag)
+{
+	__le64 lens[2];
+
+	ossuary_poly_pad(poly, len);
+	lens[0] = cpu_to_le64(OSSUARY_HEADER_LEN);
+	lens[1] = cpu_to_le64(len);
+	poly1305_update(poly, (u8 *)lens, sizeof(lens));
+	poly1305_final(poly, tag);
+}
+
 /*
  * Seal or open one record: ChaCha20-Poly1305 as RFC 8439 section 2.8
  * puts it, with the 4-byte header as the AAD.  src and dst both start
@@ -295,10 +308,10 @@ static void ossuary_poly_pad(struct poly1305_desc_ctx *poly, unsigned int len)
  *
  * The keystream is applied straight from src to dst in whole 64-byte
  * blocks; a block cut by the end of a page or entry is finished from
- * the spare keystream kept in `ks`.  Opening authenticates each piece
- * of ciphertext before it is decrypted (in place, it is then gone); a
- * record that fails still has its bad plaintext in dst, which the
- * callers never deliver.
+ * the spare keystream kept in `ks`.  Opening verifies the tag over the
+ * whole ciphertext first and decrypts only a record that is authentic,
+ * as the rfc7539 template does: dst may be the reader's own buffer, and
+ * nothing a forger chose is ever written there, not even for a moment.
  */
 int ossuary_crypt(struct ossuary_keys *k, bool enc, struct scatterlist *src,
 		  struct scatterlist *dst, unsigned int cryptlen, u64 seq)
@@ -310,7 +323,6 @@ int ossuary_crypt(struct ossuary_keys *k, bool enc, struct scatterlist *src,
 	struct poly1305_desc_ctx poly;
 	struct ossuary_sgpos in, out;
 	unsigned int len, spare = 0;
-	__le64 lens[2];
 	int err = 0;
 
 	if (!enc && cryptlen < OSSUARY_TAG_LEN)
@@ -329,6 +341,32 @@ int ossuary_crypt(struct ossuary_keys *k, bool enc, struct scatterlist *src,
 	ossuary_sgpos_copy(&in, aad, sizeof(aad), false);
 	poly1305_update(&poly, aad, sizeof(aad));
 	ossuary_poly_pad(&poly, sizeof(aad));
+
+	if (!enc) {
+		/* authenticate the ciphertext before a byte of it is opened */
+		while (len) {
+			unsigned int n = min(len, ossuary_sgpos_span(&in));
+			u8 *s;
+
+			if (WARN_ON_ONCE(!n)) {
+				err = -EINVAL;
+				goto out;
+			}
+			s = ossuary_sgpos_map(&in);
+			poly1305_update(&poly, s, n);
+			kunmap_local(s);
+			ossuary_sgpos_advance(&in, n);
+			len -= n;
+		}
+		len = cryptlen - OSSUARY_TAG_LEN;
+		ossuary_poly_final(&poly, len, tag);
+		ossuary_sgpos_copy(&in, want, sizeof(want), false);
+		if (crypto_memneq(tag, want, sizeof(tag))) {
+			err = -EBADMSG;
+			goto out;
+		}
+		ossuary_sgpos_init(&in, src, OSSUARY_HEADER_LEN);
+	}
 	ossuary_sgpos_init(&out, dst, OSSUARY_HEADER_LEN);
 
 	while (len) {
@@ -344,8 +382,6 @@ int ossuary_crypt(struct ossuary_keys *k, bool enc, struct scatterlist *src,
 		s = ossuary_sgpos_map(&in);
 		d = ossuary_sgpos_map(&out);
 
-		if (!enc)
-			poly1305_update(&poly, s, n);
 		if (spare) {
 			done = min(spare, n);
 			crypto_xor_cpy(d, s, ks + sizeof(ks) - spare, done);
@@ -372,18 +408,9 @@ int ossuary_crypt(struct ossuary_keys *k, bool enc, struct scatterlist *src,
 		len -= n;
 	}
 
-	len = enc ? cryptlen : cryptlen - OSSUARY_TAG_LEN;
-	ossuary_poly_pad(&poly, len);
-	lens[0] = cpu_to_le64(OSSUARY_HEADER_LEN);
-	lens[1] = cpu_to_le64(len);
-	poly1305_update(&poly, (u8 *)lens, sizeof(lens));
-	poly1305_final(&poly, tag);
 	if (enc) {
+		ossuary_poly_final(&poly, cryptlen, tag);
 		ossuary_sgpos_copy(&out, tag, sizeof(tag), true);
-	} else {
-		ossuary_sgpos_copy(&in, want, sizeof(want), false);
-		if (crypto_memneq(tag, want, sizeof(tag)))
-			err = -EBADMSG;
 	}
 out:
 	memzero_explicit(state, sizeof(state));

@@ -266,6 +266,9 @@ static void ossuary_test_seal_small(struct kunit *test)
 		KUNIT_EXPECT_EQ(test, ossuary_crypt(&k, false, &sg, &sg, blen,
 						    vec_small[i].seq),
 				-EBADMSG);
+		/* verified before decrypted: a failed open writes nothing */
+		KUNIT_EXPECT_MEMEQ(test, buf + OSSUARY_HEADER_LEN,
+				   want + OSSUARY_HEADER_LEN, blen);
 		ossuary_keys_free(&k);
 	}
 }

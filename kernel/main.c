@@ -83,11 +83,20 @@ out:
 	return err;
 }
 
+/* An O_NONBLOCK file: setsockopt() does not wait for room either */
+static bool ossuary_sock_nonblock(struct sock *sk)
+{
+	struct socket *sock = sk->sk_socket;
+
+	return sock && sock->file && (sock->file->f_flags & O_NONBLOCK);
+}
+
 static int ossuary_setsockopt(struct sock *sk, int level, int optname,
 			      sockptr_t optval, unsigned int optlen)
 {
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
 	int err, val;
+	long timeo;
 	u64 v64;
 
 	if (level != SOL_OSSUARY)
@@ -108,12 +117,17 @@ static int ossuary_setsockopt(struct sock *sk, int level, int optname,
 		lock_sock(sk);
 		/* a failed RX answers with DISCONNECT(1) and closes TX */
 		ossuary_tx_settle(sk, ctx);
-		err = ossuary_tx_key_update(sk, ctx, val);
-		if (!err)
+		/* a peer that reads nothing: wait as a writer would */
+		timeo = sock_sndtimeo(sk, ossuary_sock_nonblock(sk));
+		err = ossuary_tx_key_update_wait(sk, ctx, val, &timeo);
+		if (!err) {
 			err = ossuary_tx_flush(sk, ctx);
+			/* sealed and queued: it goes out on write_space */
+			if (err == -EAGAIN)
+				err = 0;
+		}
 		release_sock(sk);
-		/* the record is sealed and queued: it goes out on write_space */
-		return err == -EAGAIN ? 0 : err;
+		return err;
 	case OSSUARY_REKEY_RECORDS:
 		if (sockptr_is_null(optval) || optlen != sizeof(u64))
 			return -EINVAL;

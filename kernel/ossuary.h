@@ -113,6 +113,7 @@ struct ossuary_ctx {
 	u64 tx_since_update;
 	struct ossuary_tx_rec *tx_open;	/* MSG_MORE record, not sealed yet */
 	struct list_head tx_queue;	/* sealed, not fully in TCP yet */
+	u32 tx_nrecs;			/* records on tx_queue */
 	bool tx_queued;			/* !list_empty(tx_queue), for softirq */
 	bool tx_fail_pending;		/* RX failed: only DISCONNECT(1) now */
 	bool tx_update_pending;		/* peer sent KEY_UPDATE(1): ours due */
@@ -203,6 +204,8 @@ int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
 			  long *timeo);
 int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
 			  u8 request);
+int ossuary_tx_key_update_wait(struct sock *sk, struct ossuary_ctx *ctx,
+			       u8 request, long *timeo);
 int ossuary_tx_flush(struct sock *sk, struct ossuary_ctx *ctx);
 void ossuary_tx_settle(struct sock *sk, struct ossuary_ctx *ctx);
 void ossuary_tx_schedule(struct ossuary_ctx *ctx);

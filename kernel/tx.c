@@ -38,6 +38,15 @@
 /* How long close() waits to queue its last records (see below). */
 #define OSSUARY_CLOSE_TIMEO	(5 * HZ)
 
+/*
+ * Sealed records TCP has not taken yet, past which no KEY_UPDATE is
+ * sealed until it takes some: neither a peer that sends KEY_UPDATE(1)
+ * after KEY_UPDATE(1) while it reads nothing nor a local caller asking
+ * again and again may make us hold a page per record without end.  A
+ * send adds at most one DATA record and the updates sealed before it.
+ */
+#define OSSUARY_TX_QUEUE_MAX	8
+
 static struct ossuary_tx_rec *ossuary_rec_new(struct sock *sk)
 {
 	return kzalloc(sizeof(struct ossuary_tx_rec), sk->sk_allocation);
@@ -117,6 +126,7 @@ static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 	rec->len = len;
 	rec->sent = 0;
 	list_add_tail(&rec->list, &ctx->tx_queue);
+	ctx->tx_nrecs++;
 	WRITE_ONCE(ctx->tx_queued, true);
 	ossuary_stat_add(sk, OSSUARY_MIB_SEALED, 1);
 	return 0;
@@ -286,10 +296,23 @@ static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx)
 			rec->sent += ret;
 		}
 		list_del(&rec->list);
+		ctx->tx_nrecs--;
 		ossuary_rec_free(rec);
 	}
 	WRITE_ONCE(ctx->tx_queued, false);
 	return 0;
+}
+
+/*
+ * Room for another KEY_UPDATE in the queue (OSSUARY_TX_QUEUE_MAX),
+ * after handing TCP what it takes now: 0, or -EAGAIN.
+ */
+static int ossuary_tx_queue_room(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	if (ctx->tx_nrecs < OSSUARY_TX_QUEUE_MAX)
+		return 0;
+	ossuary_tx_push(sk, ctx);
+	return ctx->tx_nrecs < OSSUARY_TX_QUEUE_MAX ? 0 : -EAGAIN;
 }
 
 /*
@@ -414,6 +437,9 @@ static void ossuary_tx_work(struct work_struct *work)
 		clear_bit(OSSUARY_TX_SCHEDULED, &ctx->tx_flags);
 		ossuary_tx_settle(sk, ctx);
 		ossuary_tx_push(sk, ctx);
+		/* an answer the full queue held back: room now, maybe */
+		if (ctx->tx_update_pending)
+			ossuary_tx_settle(sk, ctx);
 	}
 	release_sock(sk);
 }
@@ -485,6 +511,11 @@ void ossuary_tx_settle(struct sock *sk, struct ossuary_ctx *ctx)
 		WRITE_ONCE(ctx->tx_seal_due, false);
 		ossuary_tx_push(sk, ctx);
 	}
+	/*
+	 * The owed answer.  With OSSUARY_TX_QUEUE_MAX records still waiting
+	 * for TCP it stays owed (nothing else can be sealed before it), and
+	 * tx_work seals it once write_space says TCP took some.
+	 */
 	if (ctx->tx_update_pending && ctx->tx_installed && !ctx->tx_closed &&
 	    !ctx->tx_err && !ossuary_tx_key_update(sk, ctx, 0))
 		ossuary_tx_push(sk, ctx);
@@ -536,6 +567,7 @@ void ossuary_tx_release(struct sock *sk, struct ossuary_ctx *ctx)
 		list_del(&rec->list);
 		ossuary_rec_free(rec);
 	}
+	ctx->tx_nrecs = 0;
 	WRITE_ONCE(ctx->tx_queued, false);
 	ossuary_keys_free(&ctx->tx);
 	ossuary_stat_add(sk, OSSUARY_MIB_CURR_TX, -1);
@@ -581,11 +613,14 @@ int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
  * Seal KEY_UPDATE(request) with the current secret and queue it (socket
  * lock held; the caller pushes or schedules tx_work).  Every later
  * record uses the next secret; an open MSG_MORE record is not sealed
- * yet, so it simply goes out under the new key.
+ * yet, so it simply goes out under the new key.  -EAGAIN, with nothing
+ * sealed, while OSSUARY_TX_QUEUE_MAX records wait for TCP.
  */
 int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
 			  u8 request)
 {
+	int err;
+
 	sock_owned_by_me(sk);
 	if (!ctx->tx_installed)
 		return -EINVAL;
@@ -593,8 +628,29 @@ int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
 		return -EPIPE;
 	if (ctx->tx_err)
 		return -ctx->tx_err;
+	err = ossuary_tx_queue_room(sk, ctx);
+	if (err)
+		return err;
 	return ossuary_tx_seal_control(sk, ctx, OSSUARY_RECORD_KEY_UPDATE,
 				       request);
+}
+
+/*
+ * The application's KEY_UPDATE: with OSSUARY_TX_QUEUE_MAX records still
+ * waiting for TCP, wait up to *timeo for it to take some, as a writer
+ * waits for room (-EAGAIN when the time runs out, at once if it is 0).
+ */
+int ossuary_tx_key_update_wait(struct sock *sk, struct ossuary_ctx *ctx,
+			       u8 request, long *timeo)
+{
+	int err;
+
+	while ((err = ossuary_tx_key_update(sk, ctx, request)) == -EAGAIN) {
+		err = ossuary_tx_wait(sk, ctx, timeo, true);
+		if (err)
+			break;
+	}
+	return err;
 }
 
 /*
@@ -676,7 +732,7 @@ static int ossuary_tx_control_msg(struct sock *sk, struct ossuary_ctx *ctx,
 	} else {
 		if (val > 1)
 			return -EINVAL;
-		err = ossuary_tx_key_update(sk, ctx, val);
+		err = ossuary_tx_key_update_wait(sk, ctx, val, timeo);
 		if (!err)
 			err = ossuary_tx_push_wait(sk, ctx, timeo, false);
 	}

@@ -113,7 +113,10 @@ struct ossuary_dir_state {
  * parsed as records.
  * OSSUARY_KEY_UPDATE (int 0 or 1): seal KEY_UPDATE(value) now and move
  * TX to the next secret (EINVAL if TX is not installed, EPIPE after a
- * DISCONNECT was sent).  OSSUARY_REKEY_RECORDS (__u64, also readable):
+ * DISCONNECT was sent).  While eight sealed records still wait for
+ * room in TCP (a peer that reads nothing), it waits as a write does:
+ * SO_SNDTIMEO, then EAGAIN with nothing sealed; at once on O_NONBLOCK.
+ * OSSUARY_REKEY_RECORDS (__u64, also readable):
  * send KEY_UPDATE(0) automatically after that many records under one
  * secret; 0 (the default) = only when the sequence number runs out.
  * Unknown option names: ENOPROTOOPT.

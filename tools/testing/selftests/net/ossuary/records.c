@@ -3082,4 +3082,146 @@ TEST_F(raw, small_record_burst)
 	EXPECT_EQ(2000, st.generation);
 }
 
+/*
+ * The peer reads nothing: fill the kernel's TCP send path with DATA
+ * (a non-blocking writer until EAGAIN), so that what it seals next stays
+ * queued in the module.
+ */
+static void fill_k_tx(struct __test_metadata *_metadata, FIXTURE_DATA(raw) *self)
+{
+	static uint8_t chunk[16384];
+	int sends = 0, idle = 0;
+
+	small_buffers(self->kfd);
+	small_buffers(self->pfd);
+	ASSERT_EQ(0, oss_set_nonblock(self->kfd, true));
+	/* until the peer's window is shut too: EAGAIN for a while */
+	while (idle < 3) {
+		if (send(self->kfd, chunk, sizeof(chunk), MSG_NOSIGNAL) > 0) {
+			ASSERT_LT(++sends, 4096);
+			idle = 0;
+			continue;
+		}
+		ASSERT_EQ(EAGAIN, errno);
+		idle++;
+		oss_msleep(100);
+	}
+	ASSERT_EQ(0, oss_set_nonblock(self->kfd, false));
+}
+
+/*
+ * Now the peer reads: open everything the kernel sent, following its key
+ * updates, until it has seen `updates` KEY_UPDATE(0) records.
+ */
+static void drain_k_tx(struct __test_metadata *_metadata, FIXTURE_DATA(raw) *self,
+		       uint64_t updates)
+{
+	static uint8_t pt[WIRE_MAX_REC];
+	uint64_t seen = 0;
+	uint8_t type;
+
+	oss_set_timeouts(self->pfd, 10);
+	while (seen < updates) {
+		ssize_t n = open_from_k(self, pt, &type, NULL);
+
+		ASSERT_GE(n, 0) TH_LOG("stream ended after %llu of %llu updates",
+				      (unsigned long long)seen,
+				      (unsigned long long)updates);
+		if (type == OSSUARY_RECORD_KEY_UPDATE) {
+			ASSERT_EQ(1, n);
+			EXPECT_EQ(0, pt[0]);
+			wire_dir_next(&self->from_k);
+			seen++;
+		} else {
+			ASSERT_EQ(OSSUARY_RECORD_DATA, type);
+		}
+	}
+}
+
+/*
+ * A peer that sends KEY_UPDATE(1) again and again while it reads nothing
+ * cannot make the module queue an answer per request: the queue of
+ * sealed records is bounded, the owed answer is sealed once TCP takes
+ * them, and the stream stays intact.
+ */
+TEST_F(raw, key_update_requests_bounded_queue)
+{
+	struct ossuary_dir_state st;
+	uint8_t one = 1, pt[64], type;
+	char buf[4];
+	uint64_t gen;
+	int i;
+
+	fill_k_tx(_metadata, self);
+	for (i = 0; i < 1000; i++) {
+		ASSERT_GT(send_to_k(self, OSSUARY_RECORD_KEY_UPDATE, &one, 1), 0);
+		wire_dir_next(&self->to_k);
+		ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "x", 1), 0);
+		/* each read ends with the owed answer sealed, if there is room */
+		ASSERT_EQ(1, recv(self->kfd, buf, 1, 0)) TH_LOG("%s", strerror(errno));
+	}
+	ASSERT_EQ(0, oss_state(self->kfd, OSSUARY_RX, &st));
+	EXPECT_EQ(1000, st.generation);
+	ASSERT_EQ(0, oss_state(self->kfd, OSSUARY_TX, &st));
+	gen = st.generation;
+	EXPECT_GE(gen, 1);
+	/*
+	 * TCP itself takes some small records past a full buffer (into its
+	 * last segment, or as the peer's window creeps open); the module
+	 * queues no more than a few.
+	 */
+	EXPECT_LT(gen, 500) TH_LOG("%llu answers queued for a peer that reads nothing",
+				  (unsigned long long)gen);
+	/* the one still owed goes out once TCP took the rest */
+	drain_k_tx(_metadata, self, gen + 1);
+	ASSERT_EQ(0, oss_state(self->kfd, OSSUARY_TX, &st));
+	EXPECT_EQ(gen + 1, st.generation);
+	ASSERT_EQ(3, send(self->kfd, "end", 3, 0));
+	for (;;) {
+		ssize_t n = open_from_k(self, pt, &type, NULL);
+
+		ASSERT_GE(n, 0);
+		if (n == 3 && !memcmp(pt, "end", 3))
+			break;
+	}
+}
+
+/* The same for a local caller: EAGAIN (O_NONBLOCK) once the queue is full */
+TEST_F(raw, key_update_setsockopt_bounded_queue)
+{
+	struct ossuary_dir_state st;
+	int zero = 0, ok = 0, i, r = 0;
+	uint8_t pt[64], type;
+
+	fill_k_tx(_metadata, self);
+	/* O_NONBLOCK: EAGAIN at once rather than waiting for room */
+	ASSERT_EQ(0, oss_set_nonblock(self->kfd, true));
+	for (i = 0; i < 1000; i++) {
+		r = setsockopt(self->kfd, SOL_OSSUARY, OSSUARY_KEY_UPDATE, &zero,
+			       sizeof(zero));
+		if (r)
+			break;
+		ok++;
+	}
+	ASSERT_EQ(-1, r) TH_LOG("%d key updates queued for a peer that reads nothing", ok);
+	EXPECT_EQ(EAGAIN, errno);
+	EXPECT_LT(ok, 500);
+	ASSERT_EQ(0, oss_set_nonblock(self->kfd, false));
+	ASSERT_EQ(0, oss_state(self->kfd, OSSUARY_TX, &st));
+	EXPECT_EQ((uint64_t)ok, st.generation);
+	drain_k_tx(_metadata, self, ok);
+	/* room again: the next one is sealed and sent */
+	ASSERT_EQ(0, setsockopt(self->kfd, SOL_OSSUARY, OSSUARY_KEY_UPDATE, &zero,
+				sizeof(zero))) TH_LOG("%s", strerror(errno));
+	drain_k_tx(_metadata, self, 1);
+	ASSERT_EQ(3, send(self->kfd, "end", 3, 0));
+	for (;;) {
+		ssize_t n = open_from_k(self, pt, &type, NULL);
+
+		ASSERT_GE(n, 0);
+		if (n == 3 && !memcmp(pt, "end", 3))
+			break;
+	}
+}
+
 TEST_HARNESS_MAIN

@@ -276,6 +276,9 @@ static void ossuary_rx_process(struct sock *sk, struct ossuary_ctx *ctx,
 			schedule_work(&ctx->rx_work);
 			break;
 		}
+		/* process context may meet a whole receive buffer of them */
+		if (!atomic && !(++small % OSSUARY_RX_SOFTIRQ_SMALL))
+			cond_resched();
 		ossuary_rx_open_small(sk, ctx);
 	}
 	WRITE_ONCE(ctx->rx_nomem, pull.nomem);

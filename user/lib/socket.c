@@ -52,13 +52,7 @@
 #include "ossuary.h"
 #include "uapi/linux/ossuary.h"
 #include "socket_internal.h"
-
-#ifndef SOL_TCP
-#define SOL_TCP 6
-#endif
-#ifndef TCP_ULP
-#define TCP_ULP 31
-#endif
+#include "tcp_ulp.h"
 
 #define HDR_LEN OSSUARY_HEADER_LEN
 /* Plaintext sealed per round of ossuary_write(): bounds what is buffered. */

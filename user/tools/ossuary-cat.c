@@ -52,16 +52,15 @@
 
 #include "ossuary.h"
 #include "uapi/linux/ossuary.h"
+#include "common/clock.h"
+#include "common/fingerprint.h"
+#include "common/msg.h"
+#include "common/sockaddr.h"
+#include "common/ulp.h"
 
 #define PROG "ossuary-cat"
 #ifndef OSSUARY_VERSION
 #define OSSUARY_VERSION "unknown"	/* user/Makefile passes VERSION */
-#endif
-#ifndef SOL_TCP
-#define SOL_TCP 6
-#endif
-#ifndef TCP_ULP
-#define TCP_ULP 31
 #endif
 
 /* Exit statuses: stable, documented in --help and README.md. */
@@ -83,6 +82,8 @@ enum {
 #define SENDFILE_CHUNK (4 * 1024 * 1024)
 #define PROGRESS_MS 250
 
+const char tool_name[] = PROG;
+
 struct options {
 	int listen;
 	int family;			/* AF_UNSPEC, AF_INET, AF_INET6 */
@@ -92,22 +93,6 @@ struct options {
 	const char *key_path, *authorized_path, *known_hosts_path;
 	int accept_new, userspace, verbose, timeout_s;
 };
-
-static int verbose;
-
-static void msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void msg(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, PROG ": ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-#define info(...) do { if (verbose) msg(__VA_ARGS__); } while (0)
 
 static void usage(FILE *out)
 {
@@ -170,14 +155,6 @@ static void usage(FILE *out)
 
 /* ---- small helpers ---- */
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void hex(char *out, const uint8_t *in, size_t len)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -187,24 +164,6 @@ static void hex(char *out, const uint8_t *in, size_t len)
 		out[2 * i + 1] = digits[in[i] & 0xf];
 	}
 	out[2 * len] = '\0';
-}
-
-/* "SHA256:" and the unpadded base64 of the key's SHA-256, as ssh prints. */
-struct fpr {
-	char s[8 + sodium_base64_ENCODED_LEN(crypto_hash_sha256_BYTES,
-					     sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
-};
-
-static struct fpr fingerprint(const uint8_t key[OSSUARY_KEY_LEN])
-{
-	uint8_t h[crypto_hash_sha256_BYTES];
-	struct fpr f;
-
-	crypto_hash_sha256(h, key, OSSUARY_KEY_LEN);
-	memcpy(f.s, "SHA256:", 7);
-	sodium_bin2base64(f.s + 7, sizeof(f.s) - 7, h, sizeof(h),
-			  sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
-	return f;
 }
 
 static int write_all(int fd, const uint8_t *p, size_t len)
@@ -238,26 +197,6 @@ static int set_nonblock(int fd, int on)
 		return -1;
 	fl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
 	return fcntl(fd, F_SETFL, fl);
-}
-
-/* abort 1: close() resets the connection; 0: the default, orderly close. */
-static void set_linger(int fd, int abort)
-{
-	struct linger l = { .l_onoff = abort, .l_linger = 0 };
-
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-}
-
-/* "[10.0.0.1]:7000": the form used in messages. */
-static void name_addr(const struct sockaddr *sa, socklen_t len, char *out, size_t cap)
-{
-	char h[NI_MAXHOST], s[NI_MAXSERV];
-
-	if (getnameinfo(sa, len, h, sizeof(h), s, sizeof(s),
-			NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-		snprintf(out, cap, "[?]:?");
-	else
-		snprintf(out, cap, "[%s]:%s", h, s);
 }
 
 /* Where an ossuary error lands among the exit statuses. */
@@ -1089,40 +1028,6 @@ static int check_port(const char *port, int listen)
 		return -1;
 	}
 	return 0;
-}
-
-/*
- * Kernel mode needs the "ossuary" ULP. Say so before listening or
- * connecting, rather than after a peer has gone through a handshake for
- * nothing. Listed in tcp_available_ulp: there. Otherwise ask the kernel
- * on a fresh socket: it loads the module if it can (CAP_NET_ADMIN), and
- * an unconnected socket then fails with ENOTCONN; ENOENT means absent.
- * 1 available, 0 not.
- */
-static int ulp_available(void)
-{
-	static const char ulp[] = "ossuary";
-	char buf[512];
-	size_t n;
-	FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "re");
-	int fd, r;
-
-	if (f) {
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[n] = '\0';
-		for (char *save = NULL, *t = strtok_r(buf, " \t\n", &save); t;
-		     t = strtok_r(NULL, " \t\n", &save))
-			if (!strcmp(t, ulp))
-				return 1;
-	}
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return 1;	/* cannot tell: the hand-over will */
-	r = setsockopt(fd, SOL_TCP, TCP_ULP, ulp, sizeof(ulp));
-	r = r < 0 && (errno == ENOENT || errno == ENOPROTOOPT) ? 0 : 1;
-	close(fd);
-	return r;
 }
 
 static int parse_args(int argc, char **argv, struct options *o)

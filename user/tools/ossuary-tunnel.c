@@ -59,17 +59,18 @@
 
 #include "ossuary.h"
 #include "uapi/linux/ossuary.h"
+#include "common/clock.h"
+#include "common/fingerprint.h"
+#include "common/msg.h"
+#include "common/sockaddr.h"
+#include "common/ulp.h"
 
 #define PROG "ossuary-tunnel"
 #ifndef OSSUARY_VERSION
 #define OSSUARY_VERSION "unknown"
 #endif
-#ifndef SOL_TCP
-#define SOL_TCP 6
-#endif
-#ifndef TCP_ULP
-#define TCP_ULP 31
-#endif
+
+const char tool_name[] = PROG;
 
 enum {
 	EX_OK = 0,
@@ -154,26 +155,10 @@ struct conn {
 static struct tunnel tunnels[MAX_TUNNELS];
 static int ntunnels;
 static int epfd = -1;
-static int verbose;
 static struct conn *conns;
 static struct conn *dead;
 static unsigned long next_id = 1;
 static volatile sig_atomic_t got_hup, got_term, got_usr1;
-
-static void msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void msg(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, PROG ": ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	fflush(stderr);
-}
-
-#define info(...) do { if (verbose) msg(__VA_ARGS__); } while (0)
 
 static void usage(FILE *out)
 {
@@ -236,42 +221,6 @@ static int again(int e)
 	return e == EAGAIN || e == EWOULDBLOCK;
 }
 
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void fingerprint(char *out, size_t cap, const uint8_t key[OSSUARY_KEY_LEN])
-{
-	uint8_t h[crypto_hash_sha256_BYTES];
-
-	crypto_hash_sha256(h, key, OSSUARY_KEY_LEN);
-	snprintf(out, cap, "SHA256:");
-	sodium_bin2base64(out + 7, cap - 7, h, sizeof(h),
-			  sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
-}
-
-static void name_addr(const struct sockaddr *sa, socklen_t len, char *out, size_t cap)
-{
-	char h[NI_MAXHOST], s[NI_MAXSERV];
-
-	if (getnameinfo(sa, len, h, sizeof(h), s, sizeof(s),
-			NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-		snprintf(out, cap, "[?]:?");
-	else
-		snprintf(out, cap, "[%s]:%s", h, s);
-}
-
-static void set_linger(int fd, int abort)
-{
-	struct linger l = { .l_onoff = abort, .l_linger = 0 };
-
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-}
 
 /* "HOST:PORT", "[V6]:PORT", ":PORT" (listen: any) into host and port. */
 static int split_addr(const char *a, char *host, size_t hcap, char *port, size_t pcap)
@@ -338,36 +287,6 @@ static int resolve(const char *what, const char *addr, int passive, struct addri
 		return -1;
 	}
 	return 0;
-}
-
-/*
- * Is the "ossuary" ULP there? Listed in tcp_available_ulp, or the kernel
- * loads it for a fresh socket (CAP_NET_ADMIN): ENOTCONN, not ENOENT.
- */
-static int ulp_available(void)
-{
-	static const char ulp[] = "ossuary";
-	char buf[512];
-	size_t n;
-	FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "re");
-	int fd, r;
-
-	if (f) {
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[n] = '\0';
-		for (char *save = NULL, *tok = strtok_r(buf, " \t\n", &save); tok;
-		     tok = strtok_r(NULL, " \t\n", &save))
-			if (!strcmp(tok, ulp))
-				return 1;
-	}
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return 1;
-	r = setsockopt(fd, SOL_TCP, TCP_ULP, ulp, sizeof(ulp));
-	r = r < 0 && (errno == ENOENT || errno == ENOPROTOOPT) ? 0 : 1;
-	close(fd);
-	return r;
 }
 
 /* ---- keys ---- */
@@ -663,7 +582,7 @@ static int decide_trust(struct conn *c)
 {
 	struct tunnel *t = c->t;
 	uint8_t key[OSSUARY_KEY_LEN];
-	char f[64];
+	struct fpr f;
 	int r;
 
 	if (ossuary_remote_public_key(c->oc, key, sizeof(key)) != OSSUARY_OK) {
@@ -671,11 +590,11 @@ static int decide_trust(struct conn *c)
 		conn_end(c, ABORT_PLAIN, "refused: the server presented no key; reset");
 		return -1;
 	}
-	fingerprint(f, sizeof(f), key);
-	snprintf(c->fpr, sizeof(c->fpr), "%s", f);
+	f = fingerprint(key);
+	snprintf(c->fpr, sizeof(c->fpr), "%s", f.s);
 	if (!t->known_hosts_path) {
 		refuse(c);
-		conn_end(c, ABORT_PLAIN, "refused: the server's key %s is not in %s; reset", f,
+		conn_end(c, ABORT_PLAIN, "refused: the server's key %s is not in %s; reset", f.s,
 			 t->authorized_path);
 		return -1;
 	}
@@ -685,7 +604,7 @@ static int decide_trust(struct conn *c)
 	if (r == OSSUARY_ERR_KEY_CHANGED) {
 		refuse(c);
 		conn_end(c, ABORT_PLAIN, "refused: THE KEY OF %s HAS CHANGED (now %s): %s; reset",
-			 t->khname, f, ossuary_key_file_error());
+			 t->khname, f.s, ossuary_key_file_error());
 		return -1;
 	}
 	if (r != OSSUARY_ERR_UNTRUSTED_SERVER) {
@@ -697,7 +616,7 @@ static int decide_trust(struct conn *c)
 		refuse(c);
 		conn_end(c, ABORT_PLAIN, "refused: %s is not in --known-hosts %s (its key %s; "
 			 "--accept-new trusts it on first use); reset", t->khname,
-			 t->known_hosts_path, f);
+			 t->known_hosts_path, f.s);
 		return -1;
 	}
 	if (ossuary_known_hosts_add(t->known_hosts_path, t->khname, key) != OSSUARY_OK) {
@@ -706,7 +625,7 @@ static int decide_trust(struct conn *c)
 			 t->khname, ossuary_key_file_error());
 		return -1;
 	}
-	msg("added %s %s to %s", t->khname, f, t->known_hosts_path);
+	msg("added %s %s to %s", t->khname, f.s, t->known_hosts_path);
 	return 0;
 }
 
@@ -753,7 +672,7 @@ static void conn_shake(struct conn *c)
 		int e = errno;
 
 		if (ossuary_remote_public_key(c->oc, key, sizeof(key)) == OSSUARY_OK)
-			fingerprint(c->fpr, sizeof(c->fpr), key);
+			snprintf(c->fpr, sizeof(c->fpr), "%s", fingerprint(key).s);
 		if (why)
 			conn_end(c, ABORT_PLAIN, "%s; reset", why);
 		else
@@ -762,7 +681,7 @@ static void conn_shake(struct conn *c)
 		return;
 	}
 	if (ossuary_remote_public_key(c->oc, key, sizeof(key)) == OSSUARY_OK)
-		fingerprint(c->fpr, sizeof(c->fpr), key);
+		snprintf(c->fpr, sizeof(c->fpr), "%s", fingerprint(key).s);
 	else
 		snprintf(c->fpr, sizeof(c->fpr), "anonymous");
 	if (hand_over(c) < 0)
@@ -968,10 +887,29 @@ static int shut_dst(struct conn *c, struct ep *dst)
 	return 1;
 }
 
+/*
+ * A clean end of the source is passed on to dst once nothing of it is
+ * held any more (held: bytes still in the pipe or the buffer), by both
+ * modes alike. 1 done now (progress), 0 not yet due or already done,
+ * -1 failed (conn ended).
+ */
+static int pass_on_eof(struct conn *c, struct half *h, struct ep *dst, size_t held)
+{
+	int r;
+
+	if (!h->eof || held || h->shut || !dst->wr)
+		return 0;
+	r = shut_dst(c, dst);
+	if (r < 0)
+		return -1;
+	h->shut = r;
+	return r;
+}
+
 /* splice mode: src -> pipe -> dst. 1 progress, 0 none, -1 ended. */
 static int step_splice(struct conn *c, struct half *h, struct ep *src, struct ep *dst)
 {
-	int progress = 0;
+	int progress = 0, done;
 	ssize_t n;
 
 	if (h->inpipe && dst->wr) {
@@ -1007,21 +945,14 @@ static int step_splice(struct conn *c, struct half *h, struct ep *src, struct ep
 			return -1;
 		}
 	}
-	if (h->eof && !h->inpipe && !h->shut && dst->wr) {
-		int r = shut_dst(c, dst);
-
-		if (r < 0)
-			return -1;
-		h->shut = r;
-		progress |= r;
-	}
-	return progress;
+	done = pass_on_eof(c, h, dst, h->inpipe);
+	return done < 0 ? -1 : progress | done;
 }
 
 /* copy and user modes: src -> buffer -> dst. */
 static int step_copy(struct conn *c, struct half *h, struct ep *src, struct ep *dst)
 {
-	int user = c->t->mode == M_USER, progress = 0;
+	int user = c->t->mode == M_USER, progress = 0, done;
 	ssize_t n;
 
 	if (h->len && dst->wr) {
@@ -1096,15 +1027,8 @@ static int step_copy(struct conn *c, struct half *h, struct ep *src, struct ep *
 			c->flush = 0;
 		}
 	}
-	if (h->eof && !h->len && !h->shut && dst->wr) {
-		int r = shut_dst(c, dst);
-
-		if (r < 0)
-			return -1;
-		h->shut = r;
-		progress |= r;
-	}
-	return progress;
+	done = pass_on_eof(c, h, dst, h->len);
+	return done < 0 ? -1 : progress | done;
 }
 
 static void conn_pump(struct conn *c)

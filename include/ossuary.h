@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * libossuary: the Ossuary handshake and record layer (PROTOCOL.md v2).
+ * libossuary: the Ossuary handshake and record layer (docs/PROTOCOL.md, version 2).
  *
  * Two ways to use it:
  *  - as a filter over buffers, for any transport (the original Ossuary

@@ -5,7 +5,7 @@
  * The user/kernel contract. Userspace runs the handshake, attaches the
  * "ossuary" ULP with setsockopt(SOL_TCP, TCP_ULP, "ossuary") and then
  * installs one traffic secret per direction at level SOL_OSSUARY.
- * The wire format is PROTOCOL.md, version 2.
+ * The wire format is docs/PROTOCOL.md, version 2.
  */
 #ifndef _UAPI_LINUX_OSSUARY_H
 #define _UAPI_LINUX_OSSUARY_H

@@ -418,17 +418,14 @@ static inline int oss_offloaded_pair(int family, int *fd, int *cfd,
  * plain TCP socket for the test's own record layer (wire.c); both with
  * TCP_NODELAY and 3 s timeouts. Returns as oss_offloaded_pair().
  */
-static inline int oss_raw_pair(int family, int *kfd, int *pfd,
-			       const char **step)
+/*
+ * Nagle off on both ends, then the ULP and the test keys on *kfd; on
+ * failure both are closed and *step names what failed.
+ */
+static inline int oss_offload_pair(int *kfd, int *pfd, const char **step)
 {
 	int ret;
 
-	*step = "loopback pair";
-	ret = oss_tcp_pair(family, kfd, pfd);
-	if (ret)
-		return ret;
-	oss_set_timeouts(*kfd, 3);
-	oss_set_timeouts(*pfd, 3);
 	oss_nodelay(*pfd);
 	oss_nodelay(*kfd);
 	*step = "attach";
@@ -444,6 +441,20 @@ static inline int oss_raw_pair(int family, int *kfd, int *pfd,
 	if (ret)
 		oss_close_pair(kfd, pfd);
 	return ret;
+}
+
+static inline int oss_raw_pair(int family, int *kfd, int *pfd,
+			       const char **step)
+{
+	int ret;
+
+	*step = "loopback pair";
+	ret = oss_tcp_pair(family, kfd, pfd);
+	if (ret)
+		return ret;
+	oss_set_timeouts(*kfd, 3);
+	oss_set_timeouts(*pfd, 3);
+	return oss_offload_pair(kfd, pfd, step);
 }
 
 /* One counter of /proc/net/ossuary_stat by exact name; -1 if absent */

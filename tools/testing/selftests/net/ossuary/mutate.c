@@ -471,21 +471,7 @@ static int ml_pair(struct mlisten *l, int family, int *kfd, int *pfd, const char
 		close(*kfd);
 		return ret;
 	}
-	oss_nodelay(*pfd);
-	oss_nodelay(*kfd);
-	*step = "attach";
-	ret = oss_attach(*kfd);
-	if (!ret) {
-		*step = "TX";
-		ret = oss_install(*kfd, OSSUARY_TX, oss_secret_a(), 0);
-	}
-	if (!ret) {
-		*step = "RX";
-		ret = oss_install(*kfd, OSSUARY_RX, oss_secret_b(), 0);
-	}
-	if (ret)
-		oss_close_pair(kfd, pfd);
-	return ret;
+	return oss_offload_pair(kfd, pfd, step);
 }
 
 /* Run one case; returns 0, or -1 with the reason printed (seed included) */

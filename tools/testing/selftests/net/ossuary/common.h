@@ -414,11 +414,6 @@ static inline int oss_offloaded_pair(int family, int *fd, int *cfd,
 }
 
 /*
- * The `raw` fixture: *kfd offloaded (TX secret A, RX secret B), *pfd a
- * plain TCP socket for the test's own record layer (wire.c); both with
- * TCP_NODELAY and 3 s timeouts. Returns as oss_offloaded_pair().
- */
-/*
  * Nagle off on both ends, then the ULP and the test keys on *kfd; on
  * failure both are closed and *step names what failed.
  */
@@ -443,6 +438,11 @@ static inline int oss_offload_pair(int *kfd, int *pfd, const char **step)
 	return ret;
 }
 
+/*
+ * The `raw` fixture: *kfd offloaded (TX secret A, RX secret B), *pfd a
+ * plain TCP socket for the test's own record layer (wire.c); both with
+ * TCP_NODELAY and 3 s timeouts. Returns as oss_offloaded_pair().
+ */
 static inline int oss_raw_pair(int family, int *kfd, int *pfd,
 			       const char **step)
 {

@@ -20,7 +20,6 @@ keygen=$bin/ossuary-keygen
 work=$(mktemp -d /tmp/ossuary-cat-tests.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
-port=$((20000 + $$ % 20000))
 
 n=0
 failed=0
@@ -45,21 +44,31 @@ grep -qw ossuary /proc/sys/net/ipv4/tcp_available_ulp 2>/dev/null && kernel=1
 # quick under emulation with the debug kernel (CAT_TESTS_KIB to change it).
 head -c $((${CAT_TESTS_KIB:-1024} * 1024)) /dev/urandom >f.bin
 
-# pair HOST SERVER_ARGS CLIENT_ARGS: runs both, sets src and crc
-pair() {
-	port=$((port + 1))
-	[ -n "${FIXED_PORT:-}" ] && port=$FIXED_PORT
-	# No "listening on" left from the last pair: the server opens srv.err
-	# only once it runs, after the loop below may have looked.
+# serve HOST ARGS...: an ossuary-cat listener in the background (pid in
+# sp, standard error in srv.err) on the port in FIXED_PORT, or else on
+# one the kernel picks (port 0: no clash with anything else running on
+# this machine); sets port once it listens. A listener that gives up
+# before listening leaves port=1, where nothing listens.
+serve() {
+	local host=$1 want=${FIXED_PORT:-0}
+	shift
 	: >srv.err
-	# shellcheck disable=SC2086
-	"$cat" -v -l "$1" "$port" $2 </dev/null >srv.out 2>srv.err &
-	local sp=$!
-	for _ in $(seq 1 50); do	# until it listens (or has given up)
-		grep -q "listening on" srv.err 2>/dev/null && break
+	# <&0: a command put in the background would otherwise read /dev/null
+	"$cat" -l "$host" "$want" "$@" <&0 2>srv.err &
+	sp=$!
+	for _ in $(seq 1 300); do	# until it listens (or has given up)
+		port=$(sed -n 's/.*listening on \[.*\]:\([0-9]*\)$/\1/p' srv.err | head -n 1)
+		[ -n "$port" ] && return 0
 		kill -0 "$sp" 2>/dev/null || break
 		sleep 0.1
 	done
+	port=1
+}
+
+# pair HOST SERVER_ARGS CLIENT_ARGS: runs both, sets src and crc
+pair() {
+	# shellcheck disable=SC2086
+	serve "$1" -v $2 </dev/null >srv.out
 	# shellcheck disable=SC2086
 	timeout 120 "$cat" "$1" "$port" $3 </dev/null >cli.out 2>cli.err
 	crc=$?
@@ -92,10 +101,11 @@ pair 127.0.0.1 "--key b.key --recv o.bin --userspace" "--key a.key --authorized 
 ok "$(is 4 5)" "server key not in the client's --authorized: server 4, client 5 (got $src/$crc)"
 pair 127.0.0.1 "--key b.key --recv o.bin --userspace" "--known-hosts kh --send f.bin --userspace"
 ok "$(is 4 5)" "new host key, no terminal, no --accept-new: refused, server 4, client 5 (got $src/$crc)"
-FIXED_PORT=$((port + 1))
 pair 127.0.0.1 "--key b.key --recv o.bin --userspace" "--known-hosts kh --accept-new --send f.bin --userspace"
-ok "$( [ "$(is 0 0)" = 1 ] && grep -q "^127.0.0.1:$FIXED_PORT " kh && echo 1 || echo 0)" \
+ok "$( [ "$(is 0 0)" = 1 ] && grep -q "^127.0.0.1:$port " kh && echo 1 || echo 0)" \
 	"--accept-new trusts a new host and records it in --known-hosts (got $src/$crc)"
+# known_hosts names host and port: the next listeners take the same port
+FIXED_PORT=$port
 pair 127.0.0.1 "--key b.key --recv o.bin --userspace" "--known-hosts kh --send f.bin --userspace"
 ok "$(is 0 0)" "a known host is accepted without --accept-new (got $src/$crc)"
 pair 127.0.0.1 "--key c.key --recv o.bin --userspace" "--known-hosts kh --accept-new --send f.bin --userspace"
@@ -115,17 +125,20 @@ fi
 mkfifo feed drain
 for sm in --userspace ""; do
 	[ -z "$sm" ] && [ "$kernel" = 0 ] && continue
-	port=$((port + 1))
+	rm -f o.bin
 	# shellcheck disable=SC2086
-	"$cat" -l 127.0.0.1 "$port" --recv o.bin $sm 2>srv.err &
-	sp=$!
-	sleep 0.5
+	serve 127.0.0.1 --recv o.bin $sm
 	(head -c 100000 f.bin; exec sleep 60) >feed &
 	feeder=$!
 	# shellcheck disable=SC2086
 	"$cat" 127.0.0.1 "$port" --accept-new $sm <feed 2>/dev/null &
 	cp=$!
-	sleep 2
+	# Killed once the receiver holds some of the data: mid-stream, not
+	# mid-handshake, however slow the machine.
+	for _ in $(seq 1 600); do
+		[ -s o.bin ] && break
+		sleep 0.1
+	done
 	kill -KILL "$cp"
 	wait "$cp" 2>/dev/null
 	wait "$sp"
@@ -142,15 +155,16 @@ for sm in --userspace ""; do
 done
 
 # Connection lost: the receiver dies in the middle.
-port=$((port + 1))
-"$cat" -l 127.0.0.1 "$port" --userspace >drain 2>/dev/null &
-sp=$!
-(head -c 1000 >/dev/null; exec sleep 60) <drain &
+rm -f got1000
+(head -c 1000 >/dev/null; : >got1000; exec sleep 60) <drain &
 reader=$!
-sleep 0.5
+serve 127.0.0.1 --userspace >drain
 yes | "$cat" 127.0.0.1 "$port" --accept-new --userspace >/dev/null 2>cli.err &
 cp=$!
-sleep 2
+for _ in $(seq 1 600); do	# killed once data flows, however slow the machine
+	[ -e got1000 ] && break
+	sleep 0.1
+done
 kill -KILL "$sp"; wait "$sp" 2>/dev/null
 wait "$cp"
 crc=$?
@@ -212,9 +226,8 @@ ok "$( [ -n "$p0" ] && [ "$p0" != 0 ] && [ "$(is 0 0)" = 1 ] && [ "$(cat s0.out)
 if [ "$kernel" = 0 ]; then
 	# No module: a kernel-mode listener refuses before it listens, a
 	# kernel-mode client before it connects (nothing listens there: 3, not 7).
-	port=$((port + 1))
 	t0=$(now_ms)
-	timeout 20 "$cat" -l 127.0.0.1 "$port" </dev/null >/dev/null 2>srv.err
+	timeout 20 "$cat" -l 127.0.0.1 0 </dev/null >/dev/null 2>srv.err
 	src=$?
 	dt=$(( $(now_ms) - t0 ))
 	ok "$( [ "$src" = 3 ] && ! grep -q "listening on" srv.err && grep -q "module is not loaded" srv.err &&
@@ -228,7 +241,10 @@ fi
 
 # Fake peers that are no Ossuary endpoints (python3): an echo service, an
 # HTTP server, an HTTP client, a client that says nothing.
-fake_peer() {	# fake_peer MODE PORT: in the background, "ready" in fake.out once listening
+# fake_peer MODE PORT: in the background (pid in fp). A client connects to
+# PORT; a server listens on a port the kernel picks, prints "ready PORT"
+# in fake.out and sets port to it.
+fake_peer() {
 	python3 - "$1" "$2" >fake.out 2>fake.err <<'PY' &
 import socket, sys, time
 mode, port = sys.argv[1], int(sys.argv[2])
@@ -242,9 +258,9 @@ def drain(c):
 if mode in ("echo", "http-server"):
     l = socket.socket()
     l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    l.bind(("127.0.0.1", port))
+    l.bind(("127.0.0.1", 0))
     l.listen(1)
-    print("ready", flush=True)
+    print("ready", l.getsockname()[1], flush=True)
     c, _ = l.accept()
     c.settimeout(30)
     if mode == "echo":
@@ -271,7 +287,13 @@ else:
 PY
 	fp=$!
 	if [ "${1%-client}" = "$1" ]; then
-		for _ in $(seq 1 50); do grep -q ready fake.out 2>/dev/null && break; sleep 0.1; done
+		port=
+		for _ in $(seq 1 300); do
+			port=$(sed -n 's/^ready \([0-9]*\)$/\1/p' fake.out 2>/dev/null)
+			[ -n "$port" ] && break
+			sleep 0.1
+		done
+		port=${port:-1}
 	fi
 }
 
@@ -281,8 +303,7 @@ quick_ms=5000
 [ -n "${OSSUARY_VM:-}" ] && quick_ms=60000
 if command -v python3 >/dev/null; then
 	for peer in echo http-server; do
-		port=$((port + 1))
-		fake_peer "$peer" "$port"
+		fake_peer "$peer" 0
 		t0=$(now_ms)
 		timeout 200 "$cat" --userspace --accept-new -w 120 127.0.0.1 "$port" </dev/null >/dev/null 2>cli.err
 		crc=$?
@@ -292,11 +313,7 @@ if command -v python3 >/dev/null; then
 			[ "$dt" -lt "$quick_ms" ] && echo 1 || echo 0)" \
 			"client against an $peer, not an Ossuary peer: said at once, exit 7 (got $crc in $dt ms)"
 	done
-	port=$((port + 1))
-	: >srv.err
-	"$cat" --userspace -w 120 -l 127.0.0.1 "$port" </dev/null >/dev/null 2>srv.err &
-	sp=$!
-	sleep 0.3
+	serve 127.0.0.1 --userspace -w 120 </dev/null >/dev/null
 	t0=$(now_ms)
 	fake_peer http-client "$port"
 	wait "$sp"
@@ -307,10 +324,7 @@ if command -v python3 >/dev/null; then
 		[ "$dt" -lt "$quick_ms" ] && echo 1 || echo 0)" \
 		"listener hit by an HTTP client: said at once, exit 7 (got $src in $dt ms)"
 	# A peer that says nothing cannot be judged: the timeout, with a hint.
-	port=$((port + 1))
-	"$cat" --userspace -w 1 -l 127.0.0.1 "$port" </dev/null >/dev/null 2>srv.err &
-	sp=$!
-	sleep 0.3
+	serve 127.0.0.1 --userspace -w 1 </dev/null >/dev/null
 	fake_peer silent-client "$port"
 	wait "$sp"
 	src=$?
@@ -322,10 +336,8 @@ else
 fi
 
 # Both directions at once over IPv6, standard input and output.
-port=$((port + 1))
-(echo from-server | "$cat" -l ::1 "$port" --userspace >s.out 2>srv.err) &
-sp=$!
-sleep 0.5
+echo from-server >s.in
+serve ::1 --userspace <s.in >s.out
 echo from-client | timeout 60 "$cat" ::1 "$port" --accept-new --userspace >c.out 2>cli.err
 crc=$?
 wait "$sp"

@@ -22,7 +22,6 @@ keygen=$bin/ossuary-keygen
 work=$(mktemp -d /tmp/ossuary-key-tests.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
-port=$((30000 + $$ % 20000))
 
 n=0
 failed=0
@@ -43,16 +42,20 @@ ok() {
 has() { grep -qF -- "$2" "$1" 2>/dev/null; }
 mode() { stat -c %a "$1" 2>/dev/null; }
 
-# pair SERVER_ARGS CLIENT_ARGS: both ends over 127.0.0.1, userspace; sets src, crc
+# pair SERVER_ARGS CLIENT_ARGS: both ends over 127.0.0.1, userspace; sets
+# src, crc. The listener takes FIXED_PORT, or else a port the kernel picks
+# (port 0: no clash with anything else running here); port is set to it
+# (1, where nothing listens, when the listener gave up first).
 pair() {
-	port=$((port + 1))
-	[ -n "${FIXED_PORT:-}" ] && port=$FIXED_PORT
 	rm -f o.bin
+	: >srv.err
 	# shellcheck disable=SC2086
-	"$cat" -v --userspace -l 127.0.0.1 "$port" --recv o.bin $1 </dev/null >/dev/null 2>srv.err &
+	"$cat" -v --userspace -l 127.0.0.1 "${FIXED_PORT:-0}" --recv o.bin $1 </dev/null >/dev/null 2>srv.err &
 	local sp=$!
-	for _ in $(seq 1 50); do	# until it listens (or has given up)
-		grep -q "listening on" srv.err 2>/dev/null && break
+	port=1
+	for _ in $(seq 1 300); do	# until it listens (or has given up)
+		p=$(sed -n 's/.*listening on \[.*\]:\([0-9]*\)$/\1/p' srv.err | head -n 1)
+		[ -n "$p" ] && { port=$p; break; }
 		kill -0 "$sp" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -82,7 +85,7 @@ client() {
 # listener ARGS: likewise for a listener (it would otherwise wait); sets src.
 listener() {
 	# shellcheck disable=SC2086
-	timeout 10 "$cat" --userspace -l 127.0.0.1 "$((port + 1000))" "$@" </dev/null >/dev/null 2>srv.err
+	timeout 10 "$cat" --userspace -l 127.0.0.1 0 "$@" </dev/null >/dev/null 2>srv.err
 	src=$?
 }
 
@@ -187,11 +190,12 @@ ok "$( [ "$crc" = 1 ] && has cli.err "bare.pub is a public key" && echo 1 || ech
 	"an untyped 0600 .pub as --key: refused by its name (got $crc)"
 
 # ---- known hosts ----
-FIXED_PORT=$((port + 1))
 pair "--key bob" "--known-hosts kh/known_hosts --accept-new"
 ok "$( [ "$(is 0 0)" = 1 ] && [ "$(mode kh)" = 700 ] && [ "$(mode kh/known_hosts)" = 600 ] &&
-	grep -q "^127.0.0.1:$FIXED_PORT $(cat bob.hex)\$" kh/known_hosts && echo 1 || echo 0)" \
+	grep -q "^127.0.0.1:$port $(cat bob.hex)\$" kh/known_hosts && echo 1 || echo 0)" \
 	"--known-hosts into a missing directory: made 0700, the host remembered (got $src/$crc)"
+# known_hosts names host and port: the next listeners take the same port
+FIXED_PORT=$port
 pair "--key bob" "--known-hosts kh/known_hosts"
 ok "$(is 0 0)" "... and known the next time, without --accept-new (got $src/$crc)"
 pair "--key carol" "--known-hosts kh/known_hosts --accept-new"

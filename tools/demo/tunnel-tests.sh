@@ -87,7 +87,9 @@ echo "# tunnel: mode $mode, files of $mib MiB, $nconns connections"
 
 # ---- the two hosts ----
 # In the VM (root, ip netns): namespaces; elsewhere loopback ports.
-base=$((30000 + $$ % 20000))
+# Below the ephemeral range (32768 and up), where the many client
+# connections below would otherwise take our listening ports first.
+base=$((20000 + $$ % 12000))
 ns_c=ot-client-$$
 ns_s=ot-server-$$
 if [ -n "${OSSUARY_VM:-}" ] && ip netns add "$ns_c" 2>/dev/null && ip netns add "$ns_s"; then

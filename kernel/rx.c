@@ -777,6 +777,8 @@ int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 				/* a peek wants more: hold it, open the next */
 				if (!ossuary_rx_park(sk, ctx))
 					break;
+				/* it is copied already, as all held before it */
+				held_seen = true;
 				rxb_seen = false;
 				continue;
 			}

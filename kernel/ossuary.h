@@ -154,6 +154,14 @@ struct ossuary_ctx {
 	bool rx_nomem;			/* bytes left in TCP for want of pages */
 	u8 rx_reason;			/* DISCONNECT reason when rx_err */
 	bool rx_reason_pending;		/* not yet reported through a cmsg */
+	/*
+	 * DATA records a MSG_PEEK opened ahead of the reader, oldest
+	 * first; they come before rxb's record.  rx_held_bytes is their
+	 * plaintext not yet read (for poll), rx_held_mem their pages.
+	 */
+	struct list_head rx_held;
+	u32 rx_held_bytes;
+	u32 rx_held_mem;
 
 	struct rcu_head rcu;
 };

@@ -21,7 +21,14 @@
  * process context: straight into the reader's buffer when all of the
  * plaintext fits there (OssuaryRxDirectRecords), otherwise in place in
  * rxb and copied out (OssuaryRxBufferedRecords); splice() lends the
- * opened pages to the pipe instead of copying them.
+ * opened pages to the pipe instead of copying them.  One read takes as
+ * many records as have arrived and fit, as on kTLS.
+ *
+ * MSG_PEEK opens records without consuming them.  A peek that wants
+ * more than rxb's opened record moves it to ctx->rx_held (its pages go
+ * with it) and frames the next one into fresh pages; reads, splice and
+ * peeks take the held records first, in order.  Held pages are limited
+ * to about the size of the receive buffer.
  *
  * Errors (all latched: every later read returns the same one):
  *   EBADMSG     a record failed to open; nothing of it is delivered
@@ -34,6 +41,7 @@
  */
 
 #include <linux/kernel.h>
+#include <linux/slab.h>
 #include <linux/uio.h>
 #include <linux/sched/signal.h>
 #include <linux/wait.h>
@@ -57,6 +65,19 @@
 
 /* Small records sk_data_ready opens per call in softirq; rx_work the rest */
 #define OSSUARY_RX_SOFTIRQ_SMALL	64
+
+/*
+ * A DATA record a peek opened and went past: its plaintext waits, in
+ * order, for the reads that consume it (ctx->rx_held, oldest first).
+ */
+struct ossuary_rx_held {
+	struct list_head list;
+	struct ossuary_buf buf;
+	u32 off;	/* plaintext already consumed */
+	u32 plen;
+	u32 mem;	/* bytes of pages in buf */
+	bool lent;	/* splice() lent its pages to a pipe */
+};
 
 /* What the framing actor works with. */
 struct ossuary_pull {
@@ -290,18 +311,27 @@ static void ossuary_rx_process(struct sock *sk, struct ossuary_ctx *ctx,
 /* Plaintext bytes a read can have without waiting.  Socket locked. */
 int ossuary_rx_inq(struct ossuary_ctx *ctx)
 {
+	u32 held = ctx->rx_held_bytes;
+
 	if (ctx->rx_open)
-		return ctx->rx_plen - ctx->rx_off;
+		return held + ctx->rx_plen - ctx->rx_off;
 	if (ctx->rx_ready)
-		return ctx->rx_need - OSSUARY_HEADER_LEN - OSSUARY_TAG_LEN;
-	return 0;
+		return held + ctx->rx_need - OSSUARY_HEADER_LEN -
+		       OSSUARY_TAG_LEN;
+	return held;
 }
 
-bool ossuary_rx_readable(struct sock *sk, struct ossuary_ctx *ctx)
+/* Something for a reader besides the records a peek holds. */
+static bool ossuary_rx_more(struct sock *sk, struct ossuary_ctx *ctx)
 {
 	return READ_ONCE(ctx->rx_avail) || READ_ONCE(ctx->rx_err) ||
 	       READ_ONCE(ctx->rx_eof) || READ_ONCE(sk->sk_err) ||
 	       (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN);
+}
+
+bool ossuary_rx_readable(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	return READ_ONCE(ctx->rx_held_bytes) || ossuary_rx_more(sk, ctx);
 }
 
 /* sk_data_ready: called by TCP with the socket lock held in some form. */
@@ -475,16 +505,17 @@ static int ossuary_rx_open_direct(struct sock *sk, struct ossuary_ctx *ctx,
 	return plen;
 }
 
-static int ossuary_rx_copy(struct ossuary_ctx *ctx, struct msghdr *msg,
-			   u32 n)
+/* Copy n plaintext bytes of an opened record image, from pos on. */
+static int ossuary_rx_copy(struct ossuary_buf *b, u32 pos,
+			   struct msghdr *msg, u32 n)
 {
-	u32 off = OSSUARY_HEADER_LEN + ctx->rx_off;
+	u32 off = OSSUARY_HEADER_LEN + pos;
 
 	while (n) {
 		u32 poff = offset_in_page(off);
 		u32 chunk = min_t(u32, n, PAGE_SIZE - poff);
 
-		if (copy_page_to_iter(ctx->rxb.pages[off / PAGE_SIZE], poff,
+		if (copy_page_to_iter(b->pages[off / PAGE_SIZE], poff,
 				      chunk, &msg->msg_iter) != chunk)
 			return -EFAULT;
 		off += chunk;
@@ -493,6 +524,70 @@ static int ossuary_rx_copy(struct ossuary_ctx *ctx, struct msghdr *msg,
 	return 0;
 }
 
+/*
+ * Give an opened record's pages back, wiping the plaintext first unless
+ * a pipe still reads them.
+ */
+static void ossuary_rx_wipe_free(struct ossuary_buf *b, bool lent)
+{
+	unsigned int i;
+
+	for (i = 0; i < OSSUARY_REC_PAGES && !lent; i++)
+		if (b->pages[i])
+			memzero_explicit(page_address(b->pages[i]), PAGE_SIZE);
+	ossuary_buf_free(b);
+}
+
+/* n bytes of the oldest held record were read: drop it once all were. */
+static void ossuary_rx_held_consume(struct sock *sk, struct ossuary_ctx *ctx,
+				    struct ossuary_rx_held *h, u32 n)
+{
+	sock_owned_by_me(sk);
+	h->off += n;
+	WRITE_ONCE(ctx->rx_held_bytes, ctx->rx_held_bytes - n);
+	if (h->off < h->plen)
+		return;
+	list_del(&h->list);
+	ctx->rx_held_mem -= h->mem;
+	ossuary_rx_wipe_free(&h->buf, h->lent);
+	kfree(h);
+}
+
+/*
+ * A peek went past rxb's opened record: hold it, so that rxb can frame
+ * and open the next one.  False when no more may be held: the pages
+ * held for peeks stay within about the receive buffer's size (at least
+ * one record), as TCP holds no more for a peek than its window lets in.
+ */
+static bool ossuary_rx_park(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	struct ossuary_rx_held *h;
+	unsigned int i;
+
+	sock_owned_by_me(sk);
+	if (ctx->rx_held_mem >= (u32)READ_ONCE(sk->sk_rcvbuf))
+		return false;
+	h = kzalloc(sizeof(*h), sk->sk_allocation | __GFP_NOWARN);
+	if (!h)
+		return false;
+	h->buf = ctx->rxb;
+	memset(&ctx->rxb, 0, sizeof(ctx->rxb));
+	h->off = ctx->rx_off;
+	h->plen = ctx->rx_plen;
+	h->lent = ctx->rx_lent;
+	for (i = 0; i < OSSUARY_REC_PAGES; i++)
+		if (h->buf.pages[i])
+			h->mem += PAGE_SIZE;
+	list_add_tail(&h->list, &ctx->rx_held);
+	ctx->rx_held_mem += h->mem;
+	WRITE_ONCE(ctx->rx_held_bytes, ctx->rx_held_bytes + h->plen - h->off);
+	/* rxb starts afresh: its pages are the held record's now */
+	ctx->rx_lent = false;
+	ossuary_rx_next(ctx);
+	return true;
+}
+
+/* Socket locked: wait for more than the records a peek already holds. */
 static void ossuary_rx_wait(struct sock *sk, struct ossuary_ctx *ctx,
 			    long *timeo)
 {
@@ -500,7 +595,7 @@ static void ossuary_rx_wait(struct sock *sk, struct ossuary_ctx *ctx,
 
 	add_wait_queue(sk_sleep(sk), &wait);
 	sk_set_bit(SOCKWQ_ASYNC_WAITDATA, sk);
-	sk_wait_event(sk, timeo, ossuary_rx_readable(sk, ctx), &wait);
+	sk_wait_event(sk, timeo, ossuary_rx_more(sk, ctx), &wait);
 	sk_clear_bit(SOCKWQ_ASYNC_WAITDATA, sk);
 	remove_wait_queue(sk_sleep(sk), &wait);
 }
@@ -592,11 +687,22 @@ static void ossuary_rx_put_type(struct msghdr *msg, u8 type, bool *typed)
 	*typed = true;
 }
 
+/*
+ * Read: as many DATA records as have arrived and fit, opened straight
+ * into the reader's buffer where each fits whole.  It stops at a record
+ * of another kind (a DISCONNECT reason for a typed reader), before an
+ * error (the bytes read so far first; the error on the next read), and
+ * once SO_RCVLOWAT bytes (len with MSG_WAITALL) are read and nothing
+ * more is there, as on TCP.  A peek does the same without consuming.
+ */
 int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		    int flags, int *addr_len)
 {
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
+	struct ossuary_rx_held *h = NULL;
 	bool peek = flags & MSG_PEEK;
+	bool held_seen = false;		/* a peek went through rx_held */
+	bool rxb_seen = false;		/* a peek copied rxb's record */
 	bool typed = false;
 	size_t copied = 0;
 	int target, err = 0;
@@ -619,6 +725,32 @@ int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 
 	while (copied < len) {
 		int ret;
+		u32 n;
+
+		/* records a peek opened ahead come before rxb's */
+		if (!held_seen && !list_empty(&ctx->rx_held)) {
+			if (!peek || !h)
+				h = list_first_entry(&ctx->rx_held,
+						     struct ossuary_rx_held,
+						     list);
+			else if (list_is_last(&h->list, &ctx->rx_held))
+				h = NULL;
+			else
+				h = list_next_entry(h, list);
+			if (!h) {
+				held_seen = true;
+				continue;
+			}
+			n = min_t(size_t, len - copied, h->plen - h->off);
+			ossuary_rx_put_type(msg, OSSUARY_RECORD_DATA, &typed);
+			err = ossuary_rx_copy(&h->buf, h->off, msg, n);
+			if (err)
+				break;
+			copied += n;
+			if (!peek)
+				ossuary_rx_held_consume(sk, ctx, h, n);
+			continue;
+		}
 
 		ossuary_rx_process(sk, ctx, sk->sk_allocation);
 		if (ctx->rx_ready) {
@@ -641,17 +773,26 @@ int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 			continue;
 		}
 		if (ctx->rx_open) {
-			u32 n = min_t(size_t, len - copied,
-				      ctx->rx_plen - ctx->rx_off);
-
+			if (rxb_seen) {
+				/* a peek wants more: hold it, open the next */
+				if (!ossuary_rx_park(sk, ctx))
+					break;
+				/* it is copied already, as all held before it */
+				held_seen = true;
+				rxb_seen = false;
+				continue;
+			}
+			n = min_t(size_t, len - copied,
+				  ctx->rx_plen - ctx->rx_off);
 			ossuary_rx_put_type(msg, OSSUARY_RECORD_DATA, &typed);
-			err = ossuary_rx_copy(ctx, msg, n);
+			err = ossuary_rx_copy(&ctx->rxb, ctx->rx_off, msg, n);
 			if (err)
 				break;
 			copied += n;
-			/* a peek sees the current record only */
-			if (peek)
-				break;
+			if (peek) {
+				rxb_seen = true;
+				continue;
+			}
 			ctx->rx_off += n;
 			if (ctx->rx_off == ctx->rx_plen)
 				ossuary_rx_next(ctx);
@@ -713,7 +854,8 @@ static void ossuary_spd_release(struct splice_pipe_desc *spd, unsigned int i)
  * splice() from the socket: open the next DATA record in place and lend
  * its pages to the pipe; they are never reused for another record
  * (ossuary_rx_next() takes fresh ones), so the pipe reads them later
- * without a copy.  One record, or what of it fits, per call.
+ * without a copy.  One record, or what of it fits, per call, as on
+ * kTLS; a record a peek holds (rx_held) goes first.
  */
 ssize_t ossuary_splice_read(struct socket *sock, loff_t *ppos,
 			    struct pipe_inode_info *pipe, size_t len,
@@ -732,8 +874,10 @@ ssize_t ossuary_splice_read(struct socket *sock, loff_t *ppos,
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
 	bool nonblock = (flags & SPLICE_F_NONBLOCK) ||
 			(sock->file->f_flags & O_NONBLOCK);
+	struct ossuary_rx_held *h = NULL;
+	struct ossuary_buf *b;
+	u32 off, end, pos, plen;
 	ssize_t ret;
-	u32 off, end;
 	long timeo;
 
 	lock_sock(sk);
@@ -744,6 +888,11 @@ ssize_t ossuary_splice_read(struct socket *sock, loff_t *ppos,
 	}
 	timeo = sock_rcvtimeo(sk, nonblock);
 	for (;;) {
+		if (!list_empty(&ctx->rx_held)) {
+			h = list_first_entry(&ctx->rx_held,
+					     struct ossuary_rx_held, list);
+			break;
+		}
 		ossuary_rx_process(sk, ctx, sk->sk_allocation);
 		if (ctx->rx_ready) {
 			ret = ossuary_rx_open_buffered(sk, ctx);
@@ -757,12 +906,15 @@ ssize_t ossuary_splice_read(struct socket *sock, loff_t *ppos,
 			goto out;
 	}
 
-	off = OSSUARY_HEADER_LEN + ctx->rx_off;
-	end = off + min_t(size_t, len, ctx->rx_plen - ctx->rx_off);
+	b = h ? &h->buf : &ctx->rxb;
+	pos = h ? h->off : ctx->rx_off;
+	plen = h ? h->plen : ctx->rx_plen;
+	off = OSSUARY_HEADER_LEN + pos;
+	end = off + min_t(size_t, len, plen - pos);
 	while (off < end) {
 		u32 poff = offset_in_page(off);
 		u32 chunk = min_t(u32, end - off, PAGE_SIZE - poff);
-		struct page *page = ctx->rxb.pages[off / PAGE_SIZE];
+		struct page *page = b->pages[off / PAGE_SIZE];
 
 		get_page(page);
 		pages[spd.nr_pages] = page;
@@ -772,7 +924,11 @@ ssize_t ossuary_splice_read(struct socket *sock, loff_t *ppos,
 		off += chunk;
 	}
 	ret = splice_to_pipe(pipe, &spd);
-	if (ret > 0) {
+	if (ret > 0 && h) {
+		h->lent = true;
+		ossuary_stat_add(sk, OSSUARY_MIB_RX_SPLICED, ret);
+		ossuary_rx_held_consume(sk, ctx, h, ret);
+	} else if (ret > 0) {
 		ctx->rx_lent = true;
 		ctx->rx_off += ret;
 		ossuary_stat_add(sk, OSSUARY_MIB_RX_SPLICED, ret);
@@ -815,10 +971,18 @@ int ossuary_rx_install(struct sock *sk, struct ossuary_ctx *ctx,
 /* Socket locked, hooks already restored. */
 void ossuary_rx_release(struct sock *sk, struct ossuary_ctx *ctx)
 {
+	struct ossuary_rx_held *h, *tmp;
 	unsigned int i;
 
 	sock_owned_by_me(sk);
 	ossuary_keys_free(&ctx->rx);
+	list_for_each_entry_safe(h, tmp, &ctx->rx_held, list) {
+		list_del(&h->list);
+		ossuary_rx_wipe_free(&h->buf, h->lent);
+		kfree(h);
+	}
+	WRITE_ONCE(ctx->rx_held_bytes, 0);
+	ctx->rx_held_mem = 0;
 	/*
 	 * The pages may hold opened plaintext: wipe them before reuse,
 	 * unless a pipe still has them to read.
@@ -853,4 +1017,5 @@ static void ossuary_rx_work(struct work_struct *work)
 void ossuary_rx_init(struct ossuary_ctx *ctx)
 {
 	INIT_WORK(&ctx->rx_work, ossuary_rx_work);
+	INIT_LIST_HEAD(&ctx->rx_held);
 }

@@ -163,9 +163,16 @@ struct ossuary_dir_state {
  * non-zero reason is delivered once as a 1-byte read of type
  * OSSUARY_RECORD_DISCONNECT whose byte is the reason, and only then do
  * reads report ECONNRESET.  KEY_UPDATE is consumed by the kernel.
- * MSG_PEEK sees at most the current record.  poll() reports EPOLLIN
- * only when a whole DATA record, an error or the end of the stream is
- * there; control records are acted on as soon as they arrive.
+ * One read returns as many DATA records as have arrived and fit in its
+ * buffer, as on kTLS; it stops before that DISCONNECT record and before
+ * an error (the bytes read so far are returned, the error by the next
+ * read).  Once it has bytes it waits for no more unless they are fewer
+ * than SO_RCVLOWAT, or than len with MSG_WAITALL, as on TCP.
+ * MSG_PEEK does the same without consuming anything: it spans records
+ * (MSG_PEEK | MSG_WAITALL waits for len bytes), as far as the opened
+ * records it holds stay within about SO_RCVBUF bytes.  poll() reports
+ * EPOLLIN only when a whole DATA record, an error or the end of the
+ * stream is there; control records are acted on as soon as they arrive.
  * Supported recv flags: MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT,
  * MSG_ERRQUEUE, MSG_CMSG_CLOEXEC, MSG_NOSIGNAL (accepted and ignored, as
  * on TCP); others (MSG_OOB, MSG_TRUNC...) give EOPNOTSUPP.

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <linux/bpf.h>
+#include <linux/sockios.h>
 
 #include "common.h"
 #include "wire.h"
@@ -37,6 +38,24 @@ static const uint8_t *secret_a(void)
 static const uint8_t *secret_b(void)
 {
 	return oss_secret_b();
+}
+
+/*
+ * Wait (up to ms) until TCP's peer acknowledged every byte written on
+ * fd: they are all in the peer's receive queue then.  0, or -errno.
+ */
+static int wait_acked(int fd, int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		int n = -1;
+
+		if (ioctl(fd, SIOCOUTQ, &n))
+			return -errno;
+		if (!n)
+			return 0;
+		oss_msleep(1);
+	}
+	return -ETIMEDOUT;
 }
 
 /* recv into buf; returns n, or -errno */
@@ -183,7 +202,7 @@ TEST_F(ossuary, recv_peek)
 	char buf[64] = {}, buf2[64] = {};
 
 	ASSERT_EQ(10, send(self->fd, "peekaboo!", 10, 0));
-	ASSERT_EQ(10, recv(self->cfd, buf, sizeof(buf), MSG_PEEK | MSG_WAITALL));
+	ASSERT_EQ(10, recv(self->cfd, buf, 10, MSG_PEEK | MSG_WAITALL));
 	EXPECT_STREQ("peekaboo!", buf);
 	/* a peek again sees the same bytes */
 	ASSERT_EQ(10, recv(self->cfd, buf2, sizeof(buf2), MSG_PEEK));
@@ -223,6 +242,56 @@ TEST_F(ossuary, recv_peek_multiple_records)
 	EXPECT_EQ(0, memcmp(buf, "firstsecond", n));
 	ASSERT_EQ(11, recv(self->cfd, buf, 11, MSG_WAITALL));
 	EXPECT_EQ(0, memcmp(buf, "firstsecond", 11));
+}
+
+/* MSG_PEEK | MSG_WAITALL waits for len bytes across records, as on TCP */
+TEST_F(ossuary, recv_peek_waitall_across_records)
+{
+	uint8_t out[3000], in[3000], in2[3000];
+	pid_t pid;
+
+	oss_fill(out, sizeof(out), 41);
+	oss_nodelay(self->fd);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		for (int i = 0; i < 3; i++) {
+			oss_msleep(50);
+			if (send(self->fd, out + 1000 * i, 1000, 0) != 1000)
+				_exit(1);
+		}
+		_exit(0);
+	}
+	ASSERT_EQ(3000, recv(self->cfd, in, sizeof(in), MSG_PEEK | MSG_WAITALL));
+	EXPECT_EQ(0, memcmp(out, in, sizeof(in)));
+	/* nothing was consumed: the read has the same bytes */
+	ASSERT_EQ(3000, recv(self->cfd, in2, sizeof(in2), 0));
+	EXPECT_EQ(0, memcmp(out, in2, sizeof(in2)));
+	EXPECT_EQ(-EAGAIN, recv_e(self->cfd, in, 1, MSG_DONTWAIT));
+	EXPECT_EQ(0, oss_wait_child(pid));
+}
+
+/* MSG_WAITALL: one read of 64 KiB gathers four records sent apart */
+TEST_F(ossuary, recv_waitall_four_full_records)
+{
+	static uint8_t out[4 * OSSUARY_MAX_PLAINTEXT], in[4 * OSSUARY_MAX_PLAINTEXT];
+	pid_t pid;
+
+	oss_fill(out, sizeof(out), 42);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		for (int i = 0; i < 4; i++) {
+			oss_msleep(50);
+			if (send(self->fd, out + OSSUARY_MAX_PLAINTEXT * i,
+				 OSSUARY_MAX_PLAINTEXT, 0) != OSSUARY_MAX_PLAINTEXT)
+				_exit(1);
+		}
+		_exit(0);
+	}
+	ASSERT_EQ((ssize_t)sizeof(in), recv(self->cfd, in, sizeof(in), MSG_WAITALL));
+	EXPECT_EQ(0, memcmp(out, in, sizeof(in)));
+	EXPECT_EQ(0, oss_wait_child(pid));
 }
 
 /* FIONREAD counts plaintext a read can have now, not sealed bytes */
@@ -1121,6 +1190,189 @@ TEST_F(raw, rx_several_records_one_recv)
 	ASSERT_EQ(13, recv(self->kfd, buf, sizeof(buf), 0))
 		TH_LOG("three records queued, one recv should return all");
 	EXPECT_STREQ("one,two,three", buf);
+}
+
+/* Send n records of len bytes each (fill seed + i) to the kernel at once */
+static bool send_full_records(FIXTURE_DATA(raw) *self, const uint8_t *out,
+			      int n, size_t len)
+{
+	static uint8_t stream[4 * WIRE_MAX_REC];
+	size_t off = 0;
+
+	for (int i = 0; i < n && i < 4; i++)
+		off += seal_to_k(self, OSSUARY_RECORD_DATA, out + len * i, len,
+				 stream + off);
+	return oss_write_all(self->pfd, stream, off) == (ssize_t)off;
+}
+
+/*
+ * Four full records, all in the socket: one read of 64 KiB opens and
+ * returns all four, as kTLS does, each straight into the buffer.
+ */
+TEST_F(raw, rx_read_opens_four_full_records)
+{
+	static uint8_t out[4 * OSSUARY_MAX_PLAINTEXT], in[4 * OSSUARY_MAX_PLAINTEXT];
+	long long direct = oss_stat_get("OssuaryRxDirectRecords");
+
+	oss_fill(out, sizeof(out), 50);
+	ASSERT_TRUE(send_full_records(self, out, 4, OSSUARY_MAX_PLAINTEXT));
+	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	ASSERT_EQ((ssize_t)sizeof(in), recv(self->kfd, in, sizeof(in), 0))
+		TH_LOG("four whole records were in the socket; one read should return all");
+	EXPECT_EQ(0, memcmp(out, in, sizeof(in)));
+	EXPECT_EQ(direct + 4, oss_stat_get("OssuaryRxDirectRecords"));
+	EXPECT_EQ(-EAGAIN, recv_e(self->kfd, in, 1, MSG_DONTWAIT));
+}
+
+/* A read that has bytes does not wait for a record still coming */
+TEST_F(raw, rx_read_does_not_wait_for_partial_record)
+{
+	uint8_t rec[WIRE_MAX_REC];
+	char buf[4096];
+	long long t0;
+	size_t n;
+
+	oss_set_timeouts(self->kfd, 5);
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "whole", 5), 0);
+	n = seal_to_k(self, OSSUARY_RECORD_DATA, "half-a-record", 13, rec);
+	ASSERT_EQ((ssize_t)n / 2, oss_write_all(self->pfd, rec, n / 2));
+	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	t0 = oss_now_ms();
+	EXPECT_EQ(5, recv(self->kfd, buf, sizeof(buf), MSG_PEEK));
+	EXPECT_EQ(5, recv(self->kfd, buf, sizeof(buf), 0));
+	EXPECT_LT(oss_now_ms() - t0, 2000) TH_LOG("a read with bytes waited");
+	ASSERT_EQ((ssize_t)(n - n / 2), oss_write_all(self->pfd, rec + n / 2, n - n / 2));
+	EXPECT_EQ(13, recv(self->kfd, buf, sizeof(buf), 0));
+}
+
+/*
+ * DATA, DATA, DISCONNECT(2): a typed read returns the data and stops at
+ * the DISCONNECT record, which the next read returns alone.
+ */
+TEST_F(raw, rx_read_stops_at_disconnect_record)
+{
+	uint8_t two = 2;
+	char buf[64] = {}, cbuf[CMSG_SPACE(1)] = {};
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "abcde", 5), 0);
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "fgh", 3), 0);
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DISCONNECT, &two, 1), 0);
+	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	ASSERT_EQ(8, recvmsg(self->kfd, &msg, 0)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(0, memcmp(buf, "abcdefgh", 8));
+	c = CMSG_FIRSTHDR(&msg);
+	ASSERT_NE(NULL, c);
+	EXPECT_EQ(OSSUARY_RECORD_DATA, *CMSG_DATA(c));
+	msg.msg_controllen = sizeof(cbuf);
+	ASSERT_EQ(1, recvmsg(self->kfd, &msg, 0)) TH_LOG("%s", strerror(errno));
+	c = CMSG_FIRSTHDR(&msg);
+	ASSERT_NE(NULL, c);
+	EXPECT_EQ(OSSUARY_RECORD_DISCONNECT, *CMSG_DATA(c));
+	EXPECT_EQ(2, buf[0]);
+	msg.msg_controllen = sizeof(cbuf);
+	EXPECT_EQ(-1, recvmsg(self->kfd, &msg, 0));
+	EXPECT_EQ(ECONNRESET, errno);
+}
+
+/* Two good records, then a forged one: the good bytes, then EBADMSG */
+TEST_F(raw, rx_read_stops_before_forged_record)
+{
+	uint8_t rec[WIRE_MAX_REC], out[2000], in[65536];
+	size_t n;
+
+	oss_fill(out, sizeof(out), 51);
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, out, 1000), 0);
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, out + 1000, 1000), 0);
+	n = seal_to_k(self, OSSUARY_RECORD_DATA, out, 1000, rec);
+	rec[n - 1] ^= 0x01;
+	ASSERT_EQ((ssize_t)n, oss_write_all(self->pfd, rec, n));
+	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	ASSERT_EQ(2000, recv(self->kfd, in, sizeof(in), 0));
+	EXPECT_EQ(0, memcmp(out, in, 2000));
+	EXPECT_EQ(-EBADMSG, recv_e(self->kfd, in, sizeof(in), 0));
+	EXPECT_EQ(-EBADMSG, recv_e(self->kfd, in, sizeof(in), 0));
+}
+
+/* The same with a peek first: it shows the good bytes, consumes nothing */
+TEST_F(raw, rx_peek_stops_before_forged_record)
+{
+	uint8_t rec[WIRE_MAX_REC], out[2000], in[65536];
+	size_t n;
+
+	oss_fill(out, sizeof(out), 52);
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, out, 1000), 0);
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, out + 1000, 1000), 0);
+	n = seal_to_k(self, OSSUARY_RECORD_DATA, out, 1000, rec);
+	rec[n - 1] ^= 0x01;
+	ASSERT_EQ((ssize_t)n, oss_write_all(self->pfd, rec, n));
+	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	ASSERT_EQ(2000, recv(self->kfd, in, sizeof(in), MSG_PEEK));
+	EXPECT_EQ(0, memcmp(out, in, 2000));
+	memset(in, 0, sizeof(in));
+	ASSERT_EQ(2000, recv(self->kfd, in, sizeof(in), 0));
+	EXPECT_EQ(0, memcmp(out, in, 2000));
+	EXPECT_EQ(-EBADMSG, recv_e(self->kfd, in, sizeof(in), 0));
+}
+
+/*
+ * A peek of three full records returns all three and consumes nothing:
+ * FIONREAD counts them, the next peeks and reads see the same bytes.
+ */
+TEST_F(raw, rx_peek_three_records)
+{
+	static uint8_t out[3 * OSSUARY_MAX_PLAINTEXT], in[3 * OSSUARY_MAX_PLAINTEXT];
+	int inq = -1;
+
+	oss_fill(out, sizeof(out), 53);
+	ASSERT_TRUE(send_full_records(self, out, 3, OSSUARY_MAX_PLAINTEXT));
+	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	/* part of the second record, then all three */
+	ASSERT_EQ(20000, recv(self->kfd, in, 20000, MSG_PEEK));
+	EXPECT_EQ(0, memcmp(out, in, 20000));
+	memset(in, 0, sizeof(in));
+	ASSERT_EQ((ssize_t)sizeof(in), recv(self->kfd, in, sizeof(in), MSG_PEEK))
+		TH_LOG("a peek of three records' worth should return all three");
+	EXPECT_EQ(0, memcmp(out, in, sizeof(in)));
+	ASSERT_EQ(0, ioctl(self->kfd, FIONREAD, &inq));
+	EXPECT_EQ((int)sizeof(out), inq);
+	/* consume part of the first record, peek the rest again */
+	ASSERT_EQ(100, recv(self->kfd, in, 100, 0));
+	EXPECT_EQ(0, memcmp(out, in, 100));
+	memset(in, 0, sizeof(in));
+	ASSERT_EQ((ssize_t)sizeof(in) - 100, recv(self->kfd, in, sizeof(in), MSG_PEEK));
+	EXPECT_EQ(0, memcmp(out + 100, in, sizeof(in) - 100));
+	memset(in, 0, sizeof(in));
+	ASSERT_EQ((ssize_t)sizeof(in) - 100, recv(self->kfd, in, sizeof(in), 0));
+	EXPECT_EQ(0, memcmp(out + 100, in, sizeof(in) - 100));
+	EXPECT_EQ(-EAGAIN, recv_e(self->kfd, in, 1, MSG_DONTWAIT));
+	ASSERT_EQ(0, ioctl(self->kfd, FIONREAD, &inq));
+	EXPECT_EQ(0, inq);
+	/* the stream goes on after the held records */
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "next", 4), 0);
+	ASSERT_EQ(4, recv(self->kfd, in, sizeof(in), 0));
+	EXPECT_EQ(0, memcmp(in, "next", 4));
+}
+
+/* A peek across records, then EOF: the records, then the clean end */
+TEST_F(raw, rx_peek_records_then_disconnect)
+{
+	uint8_t zero = 0;
+	char buf[64] = {};
+
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "one,", 4), 0);
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "two", 3), 0);
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DISCONNECT, &zero, 1), 0);
+	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	ASSERT_EQ(7, recv(self->kfd, buf, sizeof(buf), MSG_PEEK | MSG_WAITALL));
+	EXPECT_EQ(0, memcmp(buf, "one,two", 7));
+	memset(buf, 0, sizeof(buf));
+	ASSERT_EQ(7, recv(self->kfd, buf, sizeof(buf), 0));
+	EXPECT_EQ(0, memcmp(buf, "one,two", 7));
+	EXPECT_EQ(0, recv(self->kfd, buf, sizeof(buf), 0));
 }
 
 TEST_F(raw, rx_max_record)

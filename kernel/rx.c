@@ -273,6 +273,7 @@ static void ossuary_rx_process(struct sock *sk, struct ossuary_ctx *ctx,
 		 * rx_work.
 		 */
 		if (atomic && ++small > OSSUARY_RX_SOFTIRQ_SMALL) {
+			ossuary_stat_add(sk, OSSUARY_MIB_RX_DEFERRED, 1);
 			schedule_work(&ctx->rx_work);
 			break;
 		}

@@ -182,10 +182,15 @@ struct ossuary_dir_state {
  * After a DISCONNECT has been sent, sends fail with EPIPE.  Bytes a send
  * reports as sent are sealed (unless MSG_MORE) and go out, also when
  * the send stopped early on a fault or a signal.
- * shutdown(SHUT_WR) sends DISCONNECT(0) before TCP's FIN (if it cannot
- * be queued within SO_SNDTIMEO, shutdown fails with EAGAIN/EINTR and can
- * be retried); a writer blocked in another thread returns at once (the
- * bytes it reported, else EPIPE).  close() sends any open record and
+ * shutdown(SHUT_WR) sends DISCONNECT(0) before TCP's FIN and, as on
+ * TCP, never waits: when TCP's send buffer has no room for it, it stays
+ * queued in the kernel and goes out, then the FIN, as soon as the peer
+ * reads; on an O_NONBLOCK socket shutdown then fails with EAGAIN, and a
+ * retry returns 0 once both are in TCP (a blocking socket gets 0 at
+ * once); ENOMEM means nothing was sent (no FIN either): retry it.
+ * Sends fail with EPIPE from the first call on, and a writer
+ * blocked in another thread returns at once (the bytes it reported,
+ * else EPIPE).  close() sends any open record and
  * DISCONNECT(0) too; a blocking close waits at most
  * min(SO_SNDTIMEO, max(linger time, 5 s)) for send buffer space.  A
  * close that must not block, of an O_NONBLOCK socket or by an exiting

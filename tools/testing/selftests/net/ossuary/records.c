@@ -3375,6 +3375,44 @@ static void drain_k_tx(struct __test_metadata *_metadata, FIXTURE_DATA(raw) *sel
 }
 
 /*
+ * shutdown(SHUT_WR) never waits for room, as on TCP: with a peer that
+ * reads nothing it used to block for SO_SNDTIMEO (for ever by default).
+ * DISCONNECT(0) stays queued behind the data; once the peer reads, it
+ * arrives after all of it, then TCP's FIN.
+ */
+TEST_F(raw, shutdown_wr_does_not_wait_for_room)
+{
+	static uint8_t pt[WIRE_MAX_REC];
+	long long t0, ms;
+	uint8_t type;
+	ssize_t n;
+	int ret;
+	char c;
+
+	fill_k_tx(_metadata, self);
+	ASSERT_TRUE(hold_refused_record(_metadata, self->kfd))
+		TH_LOG("TCP always had room for the record");
+	/* SO_SNDTIMEO is 3 s (the fixture's): the old wait, bounded */
+	t0 = oss_now_ms();
+	ret = shutdown(self->kfd, SHUT_WR);
+	ms = oss_now_ms() - t0;
+	EXPECT_EQ(0, ret) TH_LOG("shutdown: %s", strerror(errno));
+	EXPECT_LT(ms, 1000) TH_LOG("shutdown(SHUT_WR) took %lld ms", ms);
+	EXPECT_EQ(-1, send(self->kfd, "x", 1, MSG_NOSIGNAL));
+	EXPECT_EQ(EPIPE, errno);
+	/* the peer reads: all the data, DISCONNECT(0) last, then the FIN */
+	oss_set_timeouts(self->pfd, 10);
+	do {
+		n = open_from_k(self, pt, &type, NULL);
+		ASSERT_GE(n, 0) TH_LOG("no DISCONNECT(0) after the data");
+	} while (type == OSSUARY_RECORD_DATA);
+	EXPECT_EQ(OSSUARY_RECORD_DISCONNECT, type);
+	EXPECT_EQ(1, n);
+	EXPECT_EQ(0, pt[0]);
+	EXPECT_EQ(0, recv(self->pfd, &c, 1, 0)) TH_LOG("no FIN after DISCONNECT(0)");
+}
+
+/*
  * A peer that sends KEY_UPDATE(1) again and again while it reads nothing
  * cannot make the module queue an answer per request: the queue of
  * sealed records is bounded, the owed answer is sealed once TCP takes

@@ -135,7 +135,10 @@ struct ossuary_dir_state {
  *               type or a length not allowed for its type (detected
  *               from the 4 header bytes), or a bad KEY_UPDATE/RESET value
  *   ECONNRESET  the peer sent DISCONNECT(reason != 0) or RESET (answered
- *               with DISCONNECT(1): the kernel does not re-handshake)
+ *               with DISCONNECT(1): the kernel does not re-handshake);
+ *               after a DISCONNECT(reason != 0) this side's TX is closed
+ *               too (no record, not even a DISCONNECT, is sent any more:
+ *               a send reports the reset once, then EPIPE)
  *   OSSUARY_TRUNCATED_ERRNO (EPIPE)
  *               TCP FIN without DISCONNECT(0) before it, at a record
  *               boundary or inside a record: a truncated stream

@@ -1644,6 +1644,34 @@ TEST_F(raw, disconnect_error_is_reset)
 	}
 }
 
+/*
+ * The peer's DISCONNECT(1) ends the connection (PROTOCOL.md 6.1): this
+ * side seals nothing more for it.  A send reports the reset once, then
+ * EPIPE, as after a TCP reset; no record follows on the wire.
+ */
+TEST_F(raw, disconnect_error_closes_tx)
+{
+	struct ossuary_dir_state st;
+	uint8_t one = 1, pt[64], type;
+	char buf[16];
+	ssize_t r;
+
+	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DISCONNECT, &one, 1), 0);
+	EXPECT_EQ(ECONNRESET, read_error(self->kfd, buf, sizeof(buf), &r));
+	EXPECT_EQ(-1, send(self->kfd, "x", 1, MSG_NOSIGNAL));
+	EXPECT_EQ(ECONNRESET, errno);
+	EXPECT_EQ(-1, send(self->kfd, "y", 1, MSG_NOSIGNAL))
+		TH_LOG("a DATA record sealed after the peer's DISCONNECT(1)");
+	EXPECT_EQ(EPIPE, errno);
+	ASSERT_EQ(0, oss_state(self->kfd, OSSUARY_TX, &st));
+	EXPECT_NE(0, st.flags & OSSUARY_STATE_CLOSED);
+	/* shutdown and close send nothing either, only TCP's FIN */
+	EXPECT_EQ(0, shutdown(self->kfd, SHUT_WR));
+	close(self->kfd);
+	self->kfd = -1;
+	EXPECT_EQ(-1, open_from_k(self, pt, &type, NULL)) TH_LOG("a record of type %u", type);
+}
+
 /* RESET from the peer: answered with sealed DISCONNECT(1), read as a reset */
 TEST_F(raw, reset_answered_with_disconnect)
 {

@@ -3446,7 +3446,7 @@ TEST_F(raw, shutdown_wr_does_not_wait_for_room)
  * sealed records is bounded, the owed answer is sealed once TCP takes
  * them, and the stream stays intact.
  */
-TEST_F(raw, key_update_requests_bounded_queue)
+TEST_F_TIMEOUT(raw, key_update_requests_bounded_queue, 120)
 {
 	struct ossuary_dir_state st;
 	uint8_t one = 1, pt[64], type;

@@ -331,10 +331,29 @@ static __poll_t ossuary_poll(struct file *file, struct socket *sock,
 }
 
 /*
+ * TCP's half of shutdown(SHUT_WR), as inet_shutdown() does it, once the
+ * DISCONNECT(0) is in TCP: its FIN goes after it (socket lock owned).
+ */
+void ossuary_shutdown_send(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	sock_owned_by_me(sk);
+	ctx->tx_shut_pending = false;
+	WRITE_ONCE(sk->sk_shutdown, sk->sk_shutdown | SEND_SHUTDOWN);
+	if (ctx->sk_proto->shutdown)
+		ctx->sk_proto->shutdown(sk, SEND_SHUTDOWN);
+	sk->sk_state_change(sk);
+}
+
+/*
  * shutdown(SHUT_WR) must put a sealed DISCONNECT(0) on the wire before
  * TCP's FIN, so it runs before inet_shutdown() marks SEND_SHUTDOWN
- * (after which TCP accepts no more bytes).  If the record cannot be
- * queued within SO_SNDTIMEO, shutdown fails and can be retried.
+ * (after which TCP accepts no more bytes).  It never waits, as TCP's
+ * shutdown does not: when TCP has no room for the record now, it stays
+ * queued (TX is closed all the same), tx_work pushes it on write_space
+ * and then sends TCP's FIN (ossuary_shutdown_send()).  A blocking
+ * socket gets 0 then; an O_NONBLOCK one gets EAGAIN until a retry finds
+ * the record in TCP, so that an event loop knows when a close() of its
+ * socket (which never waits either) no longer cuts the stream short.
  */
 static int ossuary_shutdown(struct socket *sock, int how)
 {
@@ -351,16 +370,24 @@ static int ossuary_shutdown(struct socket *sock, int how)
 		lock_sock(sk);
 		ossuary_tx_settle(sk, ctx);
 		if ((1 << sk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT)) {
-			long timeo = sock_sndtimeo(sk, false);
+			long timeo = 0;
 
 			/* DISCONNECT(1) instead once RX failed (tx.c) */
 			err = ossuary_tx_disconnect(sk, ctx,
 						    OSSUARY_DISCONNECT_CLEAN,
 						    &timeo);
+			/* sealed and queued: the FIN waits for it */
+			ctx->tx_shut_pending = err == -EAGAIN;
 		}
 		release_sock(sk);
-		if (err == -EAGAIN || err == -EINTR || err == -ERESTARTSYS)
+		/* no DISCONNECT(0) sealed: no FIN either, the caller retries */
+		if (err == -ENOMEM)
 			return err;
+		/* an O_NONBLOCK caller learns it is not out yet (retry: 0) */
+		if (err == -EAGAIN && ossuary_sock_nonblock(sk))
+			return err;
+		if (err == -EAGAIN)
+			return how == SHUT_RDWR ? inet_shutdown(sock, SHUT_RD) : 0;
 	}
 	return inet_shutdown(sock, how);
 }

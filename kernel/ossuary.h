@@ -107,6 +107,7 @@ struct ossuary_ctx {
 	 */
 	bool tx_installed;
 	bool tx_closed;			/* DISCONNECT sealed: nothing follows */
+	bool tx_shut_pending;		/* shutdown(SHUT_WR): FIN once it is out */
 	int tx_err;			/* latched positive errno */
 	struct ossuary_keys tx;
 	u64 tx_rekey_records;		/* 0: no automatic key update */
@@ -223,6 +224,9 @@ void ossuary_write_space(struct sock *sk);
 void ossuary_tx_schedule_fail(struct sock *sk, struct ossuary_ctx *ctx);
 void ossuary_tx_schedule_key_update(struct ossuary_ctx *ctx);
 
+/* main.c */
+void ossuary_shutdown_send(struct sock *sk, struct ossuary_ctx *ctx);
+
 /* rx.c */
 void ossuary_rx_init(struct ossuary_ctx *ctx);
 int ossuary_rx_install(struct sock *sk, struct ossuary_ctx *ctx,
@@ -256,6 +260,7 @@ enum ossuary_mib {
 	OSSUARY_MIB_RX_DIRECT,
 	OSSUARY_MIB_RX_BUFFERED,
 	OSSUARY_MIB_RX_SPLICED,
+	OSSUARY_MIB_RX_DEFERRED,
 	OSSUARY_MIB_MAX
 };
 

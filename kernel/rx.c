@@ -294,6 +294,7 @@ static void ossuary_rx_process(struct sock *sk, struct ossuary_ctx *ctx,
 		 * rx_work.
 		 */
 		if (atomic && ++small > OSSUARY_RX_SOFTIRQ_SMALL) {
+			ossuary_stat_add(sk, OSSUARY_MIB_RX_DEFERRED, 1);
 			schedule_work(&ctx->rx_work);
 			break;
 		}
@@ -417,6 +418,13 @@ static void ossuary_rx_open_small(struct sock *sk, struct ossuary_ctx *ctx)
 		/* an error close: the reader sees a reset */
 		ctx->rx_reason = val;
 		ctx->rx_reason_pending = true;
+		/*
+		 * The connection is over (PROTOCOL.md): nothing more is
+		 * sealed for this peer, not even our DISCONNECT; writers
+		 * get the reset, then EPIPE.
+		 */
+		if (ctx->tx_installed)
+			WRITE_ONCE(ctx->tx_closed, true);
 		ossuary_rx_error(sk, ctx, ECONNRESET, -1, OSSUARY_RX_REPORT);
 		return;
 	case OSSUARY_RECORD_RESET:

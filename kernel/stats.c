@@ -41,6 +41,8 @@ static const char * const ossuary_mib_names[OSSUARY_MIB_MAX] = {
 	[OSSUARY_MIB_RX_DIRECT]		= "OssuaryRxDirectRecords",
 	[OSSUARY_MIB_RX_BUFFERED]	= "OssuaryRxBufferedRecords",
 	[OSSUARY_MIB_RX_SPLICED]	= "OssuaryRxSplicedBytes",
+	/* softirq met more small records in a row than it opens at once */
+	[OSSUARY_MIB_RX_DEFERRED]	= "OssuaryRxSoftirqDeferrals",
 };
 
 /*

@@ -436,7 +436,9 @@ static void ossuary_tx_work(struct work_struct *work)
 		/* cleared before pushing: a later write_space requeues us */
 		clear_bit(OSSUARY_TX_SCHEDULED, &ctx->tx_flags);
 		ossuary_tx_settle(sk, ctx);
-		ossuary_tx_push(sk, ctx);
+		/* all out, DISCONNECT(0) included: shutdown's FIN follows */
+		if (!ossuary_tx_push(sk, ctx) && ctx->tx_shut_pending)
+			ossuary_shutdown_send(sk, ctx);
 		/* an answer the full queue held back: room now, maybe */
 		if (ctx->tx_update_pending)
 			ossuary_tx_settle(sk, ctx);

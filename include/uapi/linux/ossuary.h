@@ -135,7 +135,10 @@ struct ossuary_dir_state {
  *               type or a length not allowed for its type (detected
  *               from the 4 header bytes), or a bad KEY_UPDATE/RESET value
  *   ECONNRESET  the peer sent DISCONNECT(reason != 0) or RESET (answered
- *               with DISCONNECT(1): the kernel does not re-handshake)
+ *               with DISCONNECT(1): the kernel does not re-handshake);
+ *               after a DISCONNECT(reason != 0) this side's TX is closed
+ *               too (no record, not even a DISCONNECT, is sent any more:
+ *               a send reports the reset once, then EPIPE)
  *   OSSUARY_TRUNCATED_ERRNO (EPIPE)
  *               TCP FIN without DISCONNECT(0) before it, at a record
  *               boundary or inside a record: a truncated stream
@@ -189,10 +192,15 @@ struct ossuary_dir_state {
  * After a DISCONNECT has been sent, sends fail with EPIPE.  Bytes a send
  * reports as sent are sealed (unless MSG_MORE) and go out, also when
  * the send stopped early on a fault or a signal.
- * shutdown(SHUT_WR) sends DISCONNECT(0) before TCP's FIN (if it cannot
- * be queued within SO_SNDTIMEO, shutdown fails with EAGAIN/EINTR and can
- * be retried); a writer blocked in another thread returns at once (the
- * bytes it reported, else EPIPE).  close() sends any open record and
+ * shutdown(SHUT_WR) sends DISCONNECT(0) before TCP's FIN and, as on
+ * TCP, never waits: when TCP's send buffer has no room for it, it stays
+ * queued in the kernel and goes out, then the FIN, as soon as the peer
+ * reads; on an O_NONBLOCK socket shutdown then fails with EAGAIN, and a
+ * retry returns 0 once both are in TCP (a blocking socket gets 0 at
+ * once); ENOMEM means nothing was sent (no FIN either): retry it.
+ * Sends fail with EPIPE from the first call on, and a writer
+ * blocked in another thread returns at once (the bytes it reported,
+ * else EPIPE).  close() sends any open record and
  * DISCONNECT(0) too; a blocking close waits at most
  * min(SO_SNDTIMEO, max(linger time, 5 s)) for send buffer space.  A
  * close that must not block, of an O_NONBLOCK socket or by an exiting

@@ -159,9 +159,9 @@ echo "- kernel $(uname -r), $(grep -c ^processor /proc/cpuinfo) vCPUs online; $m
 echo "- tcp_rmem $(tr '\t' ' ' </proc/sys/net/ipv4/tcp_rmem), tcp_wmem $(tr '\t' ' ' </proc/sys/net/ipv4/tcp_wmem) (every namespace starts with these)"
 for d in "kp-b v-kp-b" "kp-d v-kp-d"; do
 	read -r n dv <<<"$d"
-	echo "- $dv: $(ip -n "$n" -d link show "$dv" | grep -o 'mtu [0-9]*\|gso_max_size [0-9]*\|gro_max_size [0-9]*\|tso_max_size [0-9]*' | tr '\n' ' ')"
+	echo "- $dv: $(ip -n "$n" -d link show "$dv" | grep -oE '(^| )(mtu|gso_max_size|gro_max_size|tso_max_size) [0-9]+' | tr '\n' ' ')"
 done
-echo "- lo: $(ip -d link show lo | grep -o 'mtu [0-9]*\|gso_max_size [0-9]*\|tso_max_size [0-9]*' | tr '\n' ' ')"
+echo "- lo: $(ip -d link show lo | grep -oE '(^| )(mtu|gso_max_size|tso_max_size) [0-9]+' | tr '\n' ' ')"
 echo
 echo "## Paths"
 echo

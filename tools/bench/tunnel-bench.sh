@@ -115,7 +115,17 @@ if [ "$guest" = 0 ]; then
 			"load average $load0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 		echo "- $(qemu-system-x86_64 --version | head -n 1), TCG (no KVM), -cpu $cpu -smp 2, the $variant test kernel"
 		echo "- tree: $(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)"
-		grep -v '^tunnel-bench:' "$build/guest.out"
+		# kernel messages share the guest console with the tables
+		klog='^\[ *[0-9]+\.[0-9]+\] '
+		grep -Ev "^tunnel-bench:|$klog" "$build/guest.out"
+		if grep -Eq "$klog" "$build/guest.out"; then
+			echo
+			echo "Kernel messages on the guest console during the run:"
+			echo
+			echo '```'
+			grep -E "$klog" "$build/guest.out"
+			echo '```'
+		fi
 	} >"$out"
 	cat "$out"
 	[ "$vm_rc" = 0 ] || echo "tunnel-bench: the guest run failed (exit $vm_rc); report so far in $out" >&2

@@ -148,7 +148,7 @@ fi
 if [ "$tunnel" = 1 ]; then
 	step "tunnels: tools/bench/tunnel-bench.sh --release"
 	tools/bench/tunnel-bench.sh --release --out "$build/tunnel.md" >/dev/null
-	{ echo; sed 's/^# /## /' "$build/tunnel.md"; } >>"$out"
+	{ echo; sed 's/^\(#\{1,5\}\) /#\1 /' "$build/tunnel.md"; } >>"$out"
 	cat "$build/tunnel.md"
 fi
 step "report written to $out"

@@ -126,6 +126,7 @@ struct ossuary_ctx {
 	 * sk_wmem_queued: SO_SNDBUF bounds TCP's queue and ours together.
 	 */
 	u32 tx_wmem;
+	u32 tx_updates_over;		/* KEY_UPDATEs past a full SO_SNDBUF */
 	struct page *tx_pack;		/* shared page for small records */
 	u32 tx_pack_off;		/* its first free byte */
 	bool tx_queued;			/* !list_empty(tx_queue), for softirq */

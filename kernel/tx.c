@@ -25,8 +25,9 @@
  * the socket's memory cgroup), the structure and each page of its
  * image, and uncharged when it is freed.  Sealed records on tx_queue
  * also count in sk_wmem_queued (tx_wmem), so SO_SNDBUF bounds TCP's
- * queue and ours together: a send starts a record, and a KEY_UPDATE is
- * sealed, only while sk_stream_memory_free().  The open record counts
+ * queue and ours together: a send starts a record only while
+ * sk_stream_memory_free(), and a KEY_UPDATE is sealed past a full
+ * buffer only OSSUARY_TX_UPDATES_OVER times.  The open record counts
  * in sk_wmem_queued only once sealed, as kTLS's open record.  TCP
  * charges a spliced page by the bytes it carries, so a small sealed
  * record (OSSUARY_TX_PACK_MAX) is copied into a page it shares with the
@@ -58,6 +59,9 @@
  * send adds at most one DATA record and the updates sealed before it.
  */
 #define OSSUARY_TX_QUEUE_MAX	8
+
+/* KEY_UPDATEs sealed past a full send buffer before one waits for room */
+#define OSSUARY_TX_UPDATES_OVER	4
 
 /*
  * Sealed records up to this size share a page (ossuary_rec_pack()): a
@@ -457,14 +461,31 @@ static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx)
 
 static bool ossuary_tx_has_room(struct sock *sk, struct ossuary_ctx *ctx)
 {
-	return ctx->tx_nrecs < OSSUARY_TX_QUEUE_MAX && sk_stream_memory_free(sk);
+	if (ctx->tx_nrecs >= OSSUARY_TX_QUEUE_MAX)
+		return false;
+	if (sk_stream_memory_free(sk)) {
+		ctx->tx_updates_over = 0;
+		return true;
+	}
+	/*
+	 * A full send buffer still takes a few, as TCP lets a send grow
+	 * its last segment past SO_SNDBUF: a key update does not wait
+	 * behind a writer that filled it.  The caller seals one now.
+	 */
+	if (ctx->tx_updates_over < OSSUARY_TX_UPDATES_OVER) {
+		ctx->tx_updates_over++;
+		return true;
+	}
+	return false;
 }
 
 /*
  * Room for another KEY_UPDATE: fewer than OSSUARY_TX_QUEUE_MAX records
- * queued and room in the send buffer (SO_SNDBUF), after handing TCP
- * what it takes now: 0, or -EAGAIN with SOCK_NOSPACE set, so that
- * write_space comes (and schedules tx_work for an owed answer).
+ * queued and room in the send buffer (SO_SNDBUF), or fewer than
+ * OSSUARY_TX_UPDATES_OVER updates sealed since it was last found with
+ * room, after handing TCP what it takes now: 0, or -EAGAIN with
+ * SOCK_NOSPACE set, so that write_space comes (and schedules tx_work
+ * for an owed answer).
  */
 static int ossuary_tx_queue_room(struct sock *sk, struct ossuary_ctx *ctx)
 {
@@ -781,8 +802,9 @@ int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
  * lock held; the caller pushes or schedules tx_work).  Every later
  * record uses the next secret; an open MSG_MORE record is not sealed
  * yet, so it simply goes out under the new key.  -EAGAIN, with nothing
- * sealed, while the send buffer is full (SO_SNDBUF, our queue counted)
- * or OSSUARY_TX_QUEUE_MAX records wait for TCP.
+ * sealed, while OSSUARY_TX_QUEUE_MAX records wait for TCP, or the send
+ * buffer is full (SO_SNDBUF, our queue counted) and already took
+ * OSSUARY_TX_UPDATES_OVER updates past it.
  */
 int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
 			  u8 request)

@@ -113,13 +113,13 @@ struct ossuary_dir_state {
  * parsed as records.
  * OSSUARY_KEY_UPDATE (int 0 or 1): seal KEY_UPDATE(value) now and move
  * TX to the next secret (EINVAL if TX is not installed, EPIPE after a
- * DISCONNECT was sent).  While the send buffer is full (SO_SNDBUF,
- * which counts sealed records TCP has not taken yet) or eight sealed
- * records still wait for room in TCP (a peer that reads nothing), it
- * waits as a write does: SO_SNDTIMEO, then EAGAIN with nothing sealed;
- * at once on O_NONBLOCK.  The answer the kernel owes a peer's
- * KEY_UPDATE(1) waits for room the same way; requests that arrive
- * meanwhile are answered by that one KEY_UPDATE(0).
+ * DISCONNECT was sent).  A full send buffer (SO_SNDBUF, which counts
+ * sealed records TCP has not taken yet) takes four more; after that,
+ * or while eight sealed records still wait for room in TCP (a peer
+ * that reads nothing), it waits as a write does: SO_SNDTIMEO, then
+ * EAGAIN with nothing sealed; at once on O_NONBLOCK.  The answer the
+ * kernel owes a peer's KEY_UPDATE(1) waits for room the same way;
+ * requests that arrive meanwhile are answered by that one KEY_UPDATE(0).
  * OSSUARY_REKEY_RECORDS (__u64, also readable):
  * send KEY_UPDATE(0) automatically after that many records under one
  * secret; 0 (the default) = only when the sequence number runs out.

@@ -459,11 +459,27 @@ static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx)
 	return 0;
 }
 
-static bool ossuary_tx_has_room(struct sock *sk, struct ossuary_ctx *ctx)
+/*
+ * An answer to the peer's KEY_UPDATE(1) waits, beyond room, until TCP
+ * sent everything before it: a peer that asks again and again while it
+ * reads nothing gets one answer per window it opens, its requests
+ * meanwhile sharing the one owed.
+ */
+static bool ossuary_tx_all_sent(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	const struct tcp_sock *tp = tcp_sk(sk);
+
+	return list_empty(&ctx->tx_queue) &&
+	       READ_ONCE(tp->write_seq) == READ_ONCE(tp->snd_nxt);
+}
+
+static bool ossuary_tx_has_room(struct sock *sk, struct ossuary_ctx *ctx,
+				bool answer)
 {
 	if (ctx->tx_nrecs >= OSSUARY_TX_QUEUE_MAX)
 		return false;
-	if (sk_stream_memory_free(sk)) {
+	if (sk_stream_memory_free(sk) &&
+	    (!answer || ossuary_tx_all_sent(sk, ctx))) {
 		ctx->tx_updates_over = 0;
 		return true;
 	}
@@ -487,12 +503,13 @@ static bool ossuary_tx_has_room(struct sock *sk, struct ossuary_ctx *ctx)
  * SOCK_NOSPACE set, so that write_space comes (and schedules tx_work
  * for an owed answer).
  */
-static int ossuary_tx_queue_room(struct sock *sk, struct ossuary_ctx *ctx)
+static int ossuary_tx_queue_room(struct sock *sk, struct ossuary_ctx *ctx,
+				 bool answer)
 {
-	if (ossuary_tx_has_room(sk, ctx))
+	if (ossuary_tx_has_room(sk, ctx, answer))
 		return 0;
 	ossuary_tx_push(sk, ctx);
-	if (ossuary_tx_has_room(sk, ctx))
+	if (ossuary_tx_has_room(sk, ctx, answer))
 		return 0;
 	if (sk->sk_socket)
 		set_bit(SOCK_NOSPACE, &sk->sk_socket->flags);
@@ -666,6 +683,9 @@ void ossuary_tx_schedule_key_update(struct ossuary_ctx *ctx)
 	ossuary_tx_schedule(ctx);
 }
 
+static int __ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
+				   u8 request, bool answer);
+
 /*
  * Socket lock owned, process context, not inside a push: seal what the
  * receive side made due (DISCONNECT(1) after a failure, else the answer
@@ -701,7 +721,7 @@ void ossuary_tx_settle(struct sock *sk, struct ossuary_ctx *ctx)
 	 * tx_work seals it once write_space says TCP took some.
 	 */
 	if (ctx->tx_update_pending && ctx->tx_installed && !ctx->tx_closed &&
-	    !ctx->tx_err && !ossuary_tx_key_update(sk, ctx, 0))
+	    !ctx->tx_err && !__ossuary_tx_key_update(sk, ctx, 0, true))
 		ossuary_tx_push(sk, ctx);
 }
 
@@ -806,8 +826,8 @@ int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
  * buffer is full (SO_SNDBUF, our queue counted) and already took
  * OSSUARY_TX_UPDATES_OVER updates past it.
  */
-int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
-			  u8 request)
+static int __ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
+				   u8 request, bool answer)
 {
 	int err;
 
@@ -818,11 +838,17 @@ int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
 		return -EPIPE;
 	if (ctx->tx_err)
 		return -ctx->tx_err;
-	err = ossuary_tx_queue_room(sk, ctx);
+	err = ossuary_tx_queue_room(sk, ctx, answer);
 	if (err)
 		return err;
 	return ossuary_tx_seal_control(sk, ctx, OSSUARY_RECORD_KEY_UPDATE,
 				       request);
+}
+
+int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
+			  u8 request)
+{
+	return __ossuary_tx_key_update(sk, ctx, request, false);
 }
 
 /*

@@ -118,8 +118,9 @@ struct ossuary_dir_state {
  * or while eight sealed records still wait for room in TCP (a peer
  * that reads nothing), it waits as a write does: SO_SNDTIMEO, then
  * EAGAIN with nothing sealed; at once on O_NONBLOCK.  The answer the
- * kernel owes a peer's KEY_UPDATE(1) waits for room the same way;
- * requests that arrive meanwhile are answered by that one KEY_UPDATE(0).
+ * kernel owes a peer's KEY_UPDATE(1) waits for room the same way, and
+ * for TCP to have sent everything before it; requests that arrive
+ * meanwhile are answered by that one KEY_UPDATE(0).
  * OSSUARY_REKEY_RECORDS (__u64, also readable):
  * send KEY_UPDATE(0) automatically after that many records under one
  * secret; 0 (the default) = only when the sequence number runs out.

@@ -80,6 +80,13 @@ struct ossuary_tx_rec {
 	u32 plen;	/* plaintext bytes */
 	u32 len;	/* sealed: bytes on the wire */
 	u32 sent;	/* sealed: bytes already handed to TCP */
+	u32 charged;	/* bytes charged to the socket (sk_mem_charge) */
+	/*
+	 * A small sealed record is moved out of buf into the socket's
+	 * shared page (ossuary_ctx.tx_pack): bytes [packed_off, +len).
+	 */
+	struct page *packed;	/* we hold a reference */
+	u32 packed_off;
 	u32 nfrags;
 	struct ossuary_tx_frag frags[OSSUARY_TX_FRAGS];
 };
@@ -115,6 +122,14 @@ struct ossuary_ctx {
 	struct ossuary_tx_rec *tx_open;	/* MSG_MORE record, not sealed yet */
 	struct list_head tx_queue;	/* sealed, not fully in TCP yet */
 	u32 tx_nrecs;			/* records on tx_queue */
+	/*
+	 * What tx_queue's records are charged, also counted in
+	 * sk_wmem_queued: SO_SNDBUF bounds TCP's queue and ours together.
+	 */
+	u32 tx_wmem;
+	u32 tx_updates_over;		/* KEY_UPDATEs past a full SO_SNDBUF */
+	struct page *tx_pack;		/* shared page for small records */
+	u32 tx_pack_off;		/* its first free byte */
 	bool tx_queued;			/* !list_empty(tx_queue), for softirq */
 	bool tx_fail_pending;		/* RX failed: only DISCONNECT(1) now */
 	bool tx_update_pending;		/* peer sent KEY_UPDATE(1): ours due */

@@ -19,6 +19,19 @@
  * wake it when they close TX.  At most one sealed DATA record is left
  * queued when a send returns; sk_write_space then schedules tx_work to
  * push it, so bytes reported as sent always leave.
+ *
+ * Memory: every record we hold is charged to the socket as TCP charges
+ * its own buffers (sk_wmem_schedule() and sk_mem_charge(): tcp_mem and
+ * the socket's memory cgroup), the structure and each page of its
+ * image, and uncharged when it is freed.  Sealed records on tx_queue
+ * also count in sk_wmem_queued (tx_wmem), so SO_SNDBUF bounds TCP's
+ * queue and ours together: a send starts a record only while
+ * sk_stream_memory_free(), and a KEY_UPDATE is sealed past a full
+ * buffer only OSSUARY_TX_UPDATES_OVER times.  The open record counts
+ * in sk_wmem_queued only once sealed, as kTLS's open record.  TCP
+ * charges a spliced page by the bytes it carries, so a small sealed
+ * record (OSSUARY_TX_PACK_MAX) is copied into a page it shares with the
+ * records before it (tx_pack) and pins about its own size, not a page.
  */
 
 #include <linux/kernel.h>
@@ -47,9 +60,82 @@
  */
 #define OSSUARY_TX_QUEUE_MAX	8
 
-static struct ossuary_tx_rec *ossuary_rec_new(struct sock *sk)
+/* KEY_UPDATEs sealed past a full send buffer before one waits for room */
+#define OSSUARY_TX_UPDATES_OVER	4
+
+/*
+ * Sealed records up to this size share a page (ossuary_rec_pack()): a
+ * record that keeps a page of its own fills at least half of it.
+ */
+#define OSSUARY_TX_PACK_MAX	(PAGE_SIZE / 2)
+
+/* Charge size bytes to the socket for rec: 0, or -ENOBUFS (no memory) */
+static int ossuary_rec_charge(struct sock *sk, struct ossuary_tx_rec *rec,
+			      int size)
 {
-	return kzalloc(sizeof(struct ossuary_tx_rec), sk->sk_allocation);
+	sock_owned_by_me(sk);
+	if (!sk_wmem_schedule(sk, size))
+		return -ENOBUFS;
+	sk_mem_charge(sk, size);
+	rec->charged += size;
+	return 0;
+}
+
+static void ossuary_rec_uncharge(struct sock *sk, struct ossuary_tx_rec *rec,
+				 int size)
+{
+	sock_owned_by_me(sk);
+	rec->charged -= size;
+	sk_mem_uncharge(sk, size);
+}
+
+/* A new record, charged: NULL with *err -ENOMEM or -ENOBUFS */
+static struct ossuary_tx_rec *ossuary_rec_new(struct sock *sk, int *err)
+{
+	struct ossuary_tx_rec *rec;
+
+	rec = kzalloc(sizeof(*rec), sk->sk_allocation);
+	if (!rec) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	*err = ossuary_rec_charge(sk, rec, sizeof(*rec));
+	if (*err) {
+		kfree(rec);
+		return NULL;
+	}
+	return rec;
+}
+
+static u32 ossuary_rec_npages(const struct ossuary_tx_rec *rec)
+{
+	u32 i, n = 0;
+
+	for (i = 0; i < OSSUARY_REC_PAGES; i++)
+		n += !!rec->buf.pages[i];
+	return n;
+}
+
+/*
+ * Pages for bytes [0, len) of rec's image, each charged: -ENOBUFS when
+ * the socket may not have them, -ENOMEM when there are none.
+ */
+static int ossuary_rec_buf_alloc(struct sock *sk, struct ossuary_tx_rec *rec,
+				 u32 len)
+{
+	u32 have = ossuary_rec_npages(rec), want = DIV_ROUND_UP(len, PAGE_SIZE);
+	int err;
+
+	if (want <= have)
+		return 0;
+	if (!sk_wmem_schedule(sk, (want - have) * PAGE_SIZE))
+		return -ENOBUFS;
+	err = ossuary_buf_alloc(&rec->buf, len, sk->sk_allocation);
+	/* what was allocated is charged, even if not all of it */
+	WARN_ON_ONCE(ossuary_rec_charge(sk, rec,
+					(ossuary_rec_npages(rec) - have) *
+					PAGE_SIZE));
+	return err;
 }
 
 static void ossuary_rec_put_frags(struct ossuary_tx_rec *rec)
@@ -61,13 +147,66 @@ static void ossuary_rec_put_frags(struct ossuary_tx_rec *rec)
 	rec->nfrags = 0;
 }
 
-static void ossuary_rec_free(struct ossuary_tx_rec *rec)
+static void ossuary_rec_free(struct sock *sk, struct ossuary_tx_rec *rec)
 {
 	if (!rec)
 		return;
 	ossuary_rec_put_frags(rec);
 	ossuary_buf_free(&rec->buf);
+	if (rec->packed)
+		put_page(rec->packed);
+	ossuary_rec_uncharge(sk, rec, rec->charged);
 	kfree(rec);
+}
+
+/* Off tx_queue: no longer counted in sk_wmem_queued */
+static void ossuary_rec_dequeue(struct sock *sk, struct ossuary_ctx *ctx,
+				struct ossuary_tx_rec *rec)
+{
+	list_del(&rec->list);
+	ctx->tx_nrecs--;
+	ctx->tx_wmem -= rec->charged;
+	sk_wmem_queued_add(sk, -(int)rec->charged);
+}
+
+/*
+ * A small sealed record: copy it into the socket's shared page and give
+ * its own pages back, so that it pins (and is charged) its size rather
+ * than a page while TCP holds it.  A page nobody but us holds any more
+ * is reused from its start.  Without a page, the record keeps its own.
+ */
+static void ossuary_rec_pack(struct sock *sk, struct ossuary_ctx *ctx,
+			     struct ossuary_tx_rec *rec)
+{
+	u32 npages;
+
+	if (rec->len > OSSUARY_TX_PACK_MAX)
+		return;
+	if (!ctx->tx_pack || ctx->tx_pack_off + rec->len > PAGE_SIZE) {
+		if (ctx->tx_pack && page_ref_count(ctx->tx_pack) == 1) {
+			ctx->tx_pack_off = 0;
+		} else {
+			struct page *page = alloc_page(sk->sk_allocation |
+						       __GFP_NOWARN);
+
+			if (!page)
+				return;
+			if (ctx->tx_pack)
+				put_page(ctx->tx_pack);
+			ctx->tx_pack = page;
+			ctx->tx_pack_off = 0;
+		}
+	}
+	ossuary_buf_read(&rec->buf, 0,
+			 page_address(ctx->tx_pack) + ctx->tx_pack_off,
+			 rec->len);
+	get_page(ctx->tx_pack);
+	rec->packed = ctx->tx_pack;
+	rec->packed_off = ctx->tx_pack_off;
+	ctx->tx_pack_off += rec->len;
+	npages = ossuary_rec_npages(rec);
+	ossuary_buf_free(&rec->buf);
+	ossuary_rec_uncharge(sk, rec, npages * PAGE_SIZE - rec->len);
 }
 
 static void ossuary_tx_key_update_done(struct sock *sk,
@@ -107,9 +246,9 @@ static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 		return -EPIPE;
 	if (ctx->tx.seq > OSSUARY_SEQ_LAST)
 		return -EKEYEXPIRED;
-	err = ossuary_buf_alloc(&rec->buf, len, sk->sk_allocation);
+	err = ossuary_rec_buf_alloc(sk, rec, len);
 	if (err)
-		return err;
+		return -ENOMEM;
 	ossuary_hdr_build(hdr, type, rec->plen + OSSUARY_TAG_LEN);
 	ossuary_buf_write(&rec->buf, 0, hdr, sizeof(hdr));
 	err = ossuary_seal(&ctx->tx, &rec->buf, rec->frags, rec->nfrags,
@@ -125,8 +264,11 @@ static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 	ctx->tx_since_update++;
 	rec->len = len;
 	rec->sent = 0;
+	ossuary_rec_pack(sk, ctx, rec);
 	list_add_tail(&rec->list, &ctx->tx_queue);
 	ctx->tx_nrecs++;
+	ctx->tx_wmem += rec->charged;
+	sk_wmem_queued_add(sk, rec->charged);
 	WRITE_ONCE(ctx->tx_queued, true);
 	ossuary_stat_add(sk, OSSUARY_MIB_SEALED, 1);
 	return 0;
@@ -177,13 +319,15 @@ static int ossuary_tx_seal_control(struct sock *sk, struct ossuary_ctx *ctx,
 		if (err)
 			return err;
 	}
-	rec = ossuary_rec_new(sk);
+	rec = ossuary_rec_new(sk, &err);
 	if (!rec)
 		return -ENOMEM;
-	err = ossuary_buf_alloc(&rec->buf, OSSUARY_HEADER_LEN + 1 +
-				OSSUARY_TAG_LEN, sk->sk_allocation);
-	if (err)
+	err = ossuary_rec_buf_alloc(sk, rec, OSSUARY_HEADER_LEN + 1 +
+				    OSSUARY_TAG_LEN);
+	if (err) {
+		err = -ENOMEM;
 		goto err_free;
+	}
 	ossuary_buf_write(&rec->buf, OSSUARY_HEADER_LEN, &val, 1);
 	rec->plen = 1;
 	err = ossuary_tx_seal(sk, ctx, rec, type);
@@ -191,13 +335,13 @@ static int ossuary_tx_seal_control(struct sock *sk, struct ossuary_ctx *ctx,
 		goto err_free;
 	if (type == OSSUARY_RECORD_KEY_UPDATE) {
 		/* an owed answer is paid only once it is sealed */
-		ctx->tx_update_pending = false;
+		WRITE_ONCE(ctx->tx_update_pending, false);
 		ossuary_tx_key_update_done(sk, ctx);
 	}
 	return 0;
 
 err_free:
-	ossuary_rec_free(rec);
+	ossuary_rec_free(sk, rec);
 	return err;
 }
 
@@ -263,6 +407,11 @@ static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx)
 			    (READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN))
 				return -EPIPE;
 
+			if (rec->packed) {
+				bvec_set_page(&bvec[n++], rec->packed, size,
+					      rec->packed_off + off);
+				off = rec->len;
+			}
 			while (off < rec->len) {
 				u32 poff = offset_in_page(off);
 				u32 chunk = min_t(u32, rec->len - off,
@@ -288,31 +437,83 @@ static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx)
 			own = READ_ONCE(sk->sk_err);
 			if (own)
 				WRITE_ONCE(sk->sk_err, 0);
+			/*
+			 * TCP judges its room by its own queue: ours, in
+			 * sk_wmem_queued too, is lifted for the call, or a
+			 * queue of ours that alone fills SO_SNDBUF could
+			 * never be handed over.
+			 */
+			sk_wmem_queued_add(sk, -(int)ctx->tx_wmem);
 			ret = tcp_sendmsg_locked(sk, &msg, size);
+			sk_wmem_queued_add(sk, ctx->tx_wmem);
 			if (own)
 				cmpxchg(&sk->sk_err, 0, own);
 			if (ret <= 0)
 				return ret ? ret : -EAGAIN;
 			rec->sent += ret;
 		}
-		list_del(&rec->list);
-		ctx->tx_nrecs--;
-		ossuary_rec_free(rec);
+		ossuary_rec_dequeue(sk, ctx, rec);
+		ossuary_rec_free(sk, rec);
 	}
 	WRITE_ONCE(ctx->tx_queued, false);
 	return 0;
 }
 
 /*
- * Room for another KEY_UPDATE in the queue (OSSUARY_TX_QUEUE_MAX),
- * after handing TCP what it takes now: 0, or -EAGAIN.
+ * An answer to the peer's KEY_UPDATE(1) waits, beyond room, until TCP
+ * sent everything before it: a peer that asks again and again while it
+ * reads nothing gets one answer per window it opens, its requests
+ * meanwhile sharing the one owed.
  */
-static int ossuary_tx_queue_room(struct sock *sk, struct ossuary_ctx *ctx)
+static bool ossuary_tx_all_sent(struct sock *sk, struct ossuary_ctx *ctx)
 {
-	if (ctx->tx_nrecs < OSSUARY_TX_QUEUE_MAX)
+	const struct tcp_sock *tp = tcp_sk(sk);
+
+	return list_empty(&ctx->tx_queue) &&
+	       READ_ONCE(tp->write_seq) == READ_ONCE(tp->snd_nxt);
+}
+
+static bool ossuary_tx_has_room(struct sock *sk, struct ossuary_ctx *ctx,
+				bool answer)
+{
+	if (ctx->tx_nrecs >= OSSUARY_TX_QUEUE_MAX)
+		return false;
+	if (sk_stream_memory_free(sk) &&
+	    (!answer || ossuary_tx_all_sent(sk, ctx))) {
+		ctx->tx_updates_over = 0;
+		return true;
+	}
+	/*
+	 * A full send buffer still takes a few, as TCP lets a send grow
+	 * its last segment past SO_SNDBUF: a key update does not wait
+	 * behind a writer that filled it.  The caller seals one now.
+	 */
+	if (ctx->tx_updates_over < OSSUARY_TX_UPDATES_OVER) {
+		ctx->tx_updates_over++;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Room for another KEY_UPDATE: fewer than OSSUARY_TX_QUEUE_MAX records
+ * queued and room in the send buffer (SO_SNDBUF), or fewer than
+ * OSSUARY_TX_UPDATES_OVER updates sealed since it was last found with
+ * room, after handing TCP what it takes now: 0, or -EAGAIN with
+ * SOCK_NOSPACE set, so that write_space comes (and schedules tx_work
+ * for an owed answer).
+ */
+static int ossuary_tx_queue_room(struct sock *sk, struct ossuary_ctx *ctx,
+				 bool answer)
+{
+	if (ossuary_tx_has_room(sk, ctx, answer))
 		return 0;
 	ossuary_tx_push(sk, ctx);
-	return ctx->tx_nrecs < OSSUARY_TX_QUEUE_MAX ? 0 : -EAGAIN;
+	if (ossuary_tx_has_room(sk, ctx, answer))
+		return 0;
+	if (sk->sk_socket)
+		set_bit(SOCK_NOSPACE, &sk->sk_socket->flags);
+	return -EAGAIN;
 }
 
 /*
@@ -480,9 +681,12 @@ void ossuary_tx_schedule_fail(struct sock *sk, struct ossuary_ctx *ctx)
  */
 void ossuary_tx_schedule_key_update(struct ossuary_ctx *ctx)
 {
-	ctx->tx_update_pending = true;
+	WRITE_ONCE(ctx->tx_update_pending, true);
 	ossuary_tx_schedule(ctx);
 }
+
+static int __ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
+				   u8 request, bool answer);
 
 /*
  * Socket lock owned, process context, not inside a push: seal what the
@@ -519,7 +723,7 @@ void ossuary_tx_settle(struct sock *sk, struct ossuary_ctx *ctx)
 	 * tx_work seals it once write_space says TCP took some.
 	 */
 	if (ctx->tx_update_pending && ctx->tx_installed && !ctx->tx_closed &&
-	    !ctx->tx_err && !ossuary_tx_key_update(sk, ctx, 0))
+	    !ctx->tx_err && !__ossuary_tx_key_update(sk, ctx, 0, true))
 		ossuary_tx_push(sk, ctx);
 }
 
@@ -531,7 +735,8 @@ void ossuary_write_space(struct sock *sk)
 {
 	struct ossuary_ctx *ctx = ossuary_get_ctx(sk);
 
-	if (READ_ONCE(ctx->tx_queued) || READ_ONCE(ctx->tx_seal_due))
+	if (READ_ONCE(ctx->tx_queued) || READ_ONCE(ctx->tx_seal_due) ||
+	    READ_ONCE(ctx->tx_update_pending))
 		ossuary_tx_schedule(ctx);
 	ctx->saved_write_space(sk);
 }
@@ -563,14 +768,17 @@ void ossuary_tx_release(struct sock *sk, struct ossuary_ctx *ctx)
 	struct ossuary_tx_rec *rec, *tmp;
 
 	sock_owned_by_me(sk);
-	ossuary_rec_free(ctx->tx_open);
+	ossuary_rec_free(sk, ctx->tx_open);
 	ctx->tx_open = NULL;
 	list_for_each_entry_safe(rec, tmp, &ctx->tx_queue, list) {
-		list_del(&rec->list);
-		ossuary_rec_free(rec);
+		ossuary_rec_dequeue(sk, ctx, rec);
+		ossuary_rec_free(sk, rec);
 	}
-	ctx->tx_nrecs = 0;
+	WARN_ON_ONCE(ctx->tx_nrecs || ctx->tx_wmem);
 	WRITE_ONCE(ctx->tx_queued, false);
+	if (ctx->tx_pack)
+		put_page(ctx->tx_pack);
+	ctx->tx_pack = NULL;
 	ossuary_keys_free(&ctx->tx);
 	ossuary_stat_add(sk, OSSUARY_MIB_CURR_TX, -1);
 }
@@ -593,7 +801,7 @@ int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
 		if (ctx->tx_err)
 			return -ctx->tx_err;
 		if (ctx->tx_fail_pending) {
-			ossuary_rec_free(ctx->tx_open);
+			ossuary_rec_free(sk, ctx->tx_open);
 			ctx->tx_open = NULL;
 			reason = OSSUARY_DISCONNECT_ERROR;
 		}
@@ -616,10 +824,12 @@ int ossuary_tx_disconnect(struct sock *sk, struct ossuary_ctx *ctx, u8 reason,
  * lock held; the caller pushes or schedules tx_work).  Every later
  * record uses the next secret; an open MSG_MORE record is not sealed
  * yet, so it simply goes out under the new key.  -EAGAIN, with nothing
- * sealed, while OSSUARY_TX_QUEUE_MAX records wait for TCP.
+ * sealed, while OSSUARY_TX_QUEUE_MAX records wait for TCP, or the send
+ * buffer is full (SO_SNDBUF, our queue counted) and already took
+ * OSSUARY_TX_UPDATES_OVER updates past it.
  */
-int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
-			  u8 request)
+static int __ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
+				   u8 request, bool answer)
 {
 	int err;
 
@@ -630,17 +840,24 @@ int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
 		return -EPIPE;
 	if (ctx->tx_err)
 		return -ctx->tx_err;
-	err = ossuary_tx_queue_room(sk, ctx);
+	err = ossuary_tx_queue_room(sk, ctx, answer);
 	if (err)
 		return err;
 	return ossuary_tx_seal_control(sk, ctx, OSSUARY_RECORD_KEY_UPDATE,
 				       request);
 }
 
+int ossuary_tx_key_update(struct sock *sk, struct ossuary_ctx *ctx,
+			  u8 request)
+{
+	return __ossuary_tx_key_update(sk, ctx, request, false);
+}
+
 /*
- * The application's KEY_UPDATE: with OSSUARY_TX_QUEUE_MAX records still
- * waiting for TCP, wait up to *timeo for it to take some, as a writer
- * waits for room (-EAGAIN when the time runs out, at once if it is 0).
+ * The application's KEY_UPDATE: while there is no room for it (see
+ * ossuary_tx_key_update()), wait up to *timeo for TCP to take some, as
+ * a writer waits for room (-EAGAIN, nothing sealed, when the time runs
+ * out, at once if it is 0).
  */
 int ossuary_tx_key_update_wait(struct sock *sk, struct ossuary_ctx *ctx,
 			       u8 request, long *timeo)
@@ -734,9 +951,11 @@ static int ossuary_tx_control_msg(struct sock *sk, struct ossuary_ctx *ctx,
 	} else {
 		if (val > 1)
 			return -EINVAL;
+		/* no room: EAGAIN (or the wait's error), nothing sealed */
 		err = ossuary_tx_key_update_wait(sk, ctx, val, timeo);
-		if (!err)
-			err = ossuary_tx_push_wait(sk, ctx, timeo, false);
+		if (err)
+			return err;
+		err = ossuary_tx_push_wait(sk, ctx, timeo, false);
 	}
 	/* sealed and queued: it is sent, TCP just has no room right now */
 	if (err == -EAGAIN)
@@ -751,7 +970,7 @@ static size_t ossuary_rec_fill(struct sock *sk, struct ossuary_tx_rec *rec,
 	u32 off = OSSUARY_HEADER_LEN + rec->plen;
 	size_t done = 0;
 
-	*err = ossuary_buf_alloc(&rec->buf, off + n, sk->sk_allocation);
+	*err = ossuary_rec_buf_alloc(sk, rec, off + n);
 	if (*err)
 		return 0;
 	while (done < n) {
@@ -902,11 +1121,9 @@ int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
 					break;
 				continue;
 			}
-			ctx->tx_open = ossuary_rec_new(sk);
-			if (!ctx->tx_open) {
-				err = -ENOBUFS;
-				break;
-			}
+			ctx->tx_open = ossuary_rec_new(sk, &err);
+			if (!ctx->tx_open)
+				goto no_memory;
 		}
 		rec = ctx->tx_open;
 		n = min_t(size_t, msg_data_left(msg),
@@ -919,7 +1136,7 @@ int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
 			copied += ossuary_rec_fill(sk, rec, &msg->msg_iter, n,
 						   &err);
 		if (err)
-			break;
+			goto no_memory;
 		if (rec->plen == OSSUARY_MAX_PLAINTEXT ||
 		    rec->nfrags == OSSUARY_TX_FRAGS ||
 		    (!msg_data_left(msg) && !(flags & MSG_MORE))) {
@@ -927,6 +1144,21 @@ int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
 			if (err)
 				break;
 		}
+		continue;
+no_memory:
+		/*
+		 * The socket may not have more memory now (-ENOBUFS from
+		 * the charge, as tcp_sendmsg() under memory pressure): wait
+		 * for it as for room.  No record at all: -ENOBUFS, as before.
+		 */
+		if (err != -ENOBUFS) {
+			if (!ctx->tx_open)
+				err = -ENOBUFS;
+			break;
+		}
+		err = ossuary_tx_wait(sk, ctx, &timeo, true);
+		if (err)
+			break;
 	}
 	/*
 	 * Bytes a send reports are sealed and pushed: without MSG_MORE the

@@ -113,9 +113,14 @@ struct ossuary_dir_state {
  * parsed as records.
  * OSSUARY_KEY_UPDATE (int 0 or 1): seal KEY_UPDATE(value) now and move
  * TX to the next secret (EINVAL if TX is not installed, EPIPE after a
- * DISCONNECT was sent).  While eight sealed records still wait for
- * room in TCP (a peer that reads nothing), it waits as a write does:
- * SO_SNDTIMEO, then EAGAIN with nothing sealed; at once on O_NONBLOCK.
+ * DISCONNECT was sent).  A full send buffer (SO_SNDBUF, which counts
+ * sealed records TCP has not taken yet) takes four more; after that,
+ * or while eight sealed records still wait for room in TCP (a peer
+ * that reads nothing), it waits as a write does: SO_SNDTIMEO, then
+ * EAGAIN with nothing sealed; at once on O_NONBLOCK.  The answer the
+ * kernel owes a peer's KEY_UPDATE(1) waits for room the same way, and
+ * for TCP to have sent everything before it; requests that arrive
+ * meanwhile are answered by that one KEY_UPDATE(0).
  * OSSUARY_REKEY_RECORDS (__u64, also readable):
  * send KEY_UPDATE(0) automatically after that many records under one
  * secret; 0 (the default) = only when the sequence number runs out.
@@ -188,7 +193,8 @@ struct ossuary_dir_state {
  * OSSUARY_SET_RECORD_TYPE, one byte) with OSSUARY_RECORD_DISCONNECT and
  * exactly one byte of payload (the reason, 0..3) seals any open record,
  * then DISCONNECT(reason); with OSSUARY_RECORD_KEY_UPDATE and one byte
- * (0 or 1) it is the same as OSSUARY_KEY_UPDATE.  Other types: EINVAL.
+ * (0 or 1) it is the same as OSSUARY_KEY_UPDATE (EAGAIN, nothing sealed,
+ * when there is no room).  Other types: EINVAL.
  * After a DISCONNECT has been sent, sends fail with EPIPE.  Bytes a send
  * reports as sent are sealed (unless MSG_MORE) and go out, also when
  * the send stopped early on a fault or a signal.

@@ -175,7 +175,10 @@ struct ossuary_dir_state {
  * buffer, as on kTLS; it stops before that DISCONNECT record and before
  * an error (the bytes read so far are returned, the error by the next
  * read).  Once it has bytes it waits for no more unless they are fewer
- * than SO_RCVLOWAT, or than len with MSG_WAITALL, as on TCP.
+ * than SO_RCVLOWAT, or than len with MSG_WAITALL, as on TCP.  But TCP
+ * wakes readers and poll() by the ciphertext it still holds, so an
+ * SO_RCVLOWAT above 1 can delay the wakeup for a record's end: leave it
+ * at 1 on an offloaded socket.
  * MSG_PEEK does the same without consuming anything: it spans records
  * (MSG_PEEK | MSG_WAITALL waits for len bytes), as far as the opened
  * records it holds stay within about SO_RCVBUF bytes.  poll() reports

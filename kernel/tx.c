@@ -69,13 +69,21 @@
  */
 #define OSSUARY_TX_PACK_MAX	(PAGE_SIZE / 2)
 
-/* Charge size bytes to the socket for rec: 0, or -ENOBUFS (no memory) */
+/*
+ * Charge size bytes to the socket for rec: 0, or -ENOBUFS (no memory).
+ * With must, never -ENOBUFS: a record whose bytes a send has already
+ * reported, or a control record (DISCONNECT, a KEY_UPDATE), must be
+ * sealed even when tcp_mem or the memory cgroup is at its limit, or the
+ * peer would wait for ever (nothing queued means no sk_write_space to
+ * retry from), as TCP forces the charge of its FIN.  What the socket
+ * may not have then stays uncharged; the queue limit bounds it.
+ */
 static int ossuary_rec_charge(struct sock *sk, struct ossuary_tx_rec *rec,
-			      int size)
+			      int size, bool must)
 {
 	sock_owned_by_me(sk);
 	if (!sk_wmem_schedule(sk, size))
-		return -ENOBUFS;
+		return must ? 0 : -ENOBUFS;
 	sk_mem_charge(sk, size);
 	rec->charged += size;
 	return 0;
@@ -85,12 +93,15 @@ static void ossuary_rec_uncharge(struct sock *sk, struct ossuary_tx_rec *rec,
 				 int size)
 {
 	sock_owned_by_me(sk);
+	/* a forced record (ossuary_rec_charge()) holds less than its size */
+	size = min_t(int, size, rec->charged);
 	rec->charged -= size;
 	sk_mem_uncharge(sk, size);
 }
 
-/* A new record, charged: NULL with *err -ENOMEM or -ENOBUFS */
-static struct ossuary_tx_rec *ossuary_rec_new(struct sock *sk, int *err)
+/* A new record, charged: NULL with *err -ENOMEM or -ENOBUFS (not if must) */
+static struct ossuary_tx_rec *ossuary_rec_new(struct sock *sk, int *err,
+					      bool must)
 {
 	struct ossuary_tx_rec *rec;
 
@@ -99,7 +110,7 @@ static struct ossuary_tx_rec *ossuary_rec_new(struct sock *sk, int *err)
 		*err = -ENOMEM;
 		return NULL;
 	}
-	*err = ossuary_rec_charge(sk, rec, sizeof(*rec));
+	*err = ossuary_rec_charge(sk, rec, sizeof(*rec), must);
 	if (*err) {
 		kfree(rec);
 		return NULL;
@@ -118,23 +129,24 @@ static u32 ossuary_rec_npages(const struct ossuary_tx_rec *rec)
 
 /*
  * Pages for bytes [0, len) of rec's image, each charged: -ENOBUFS when
- * the socket may not have them, -ENOMEM when there are none.
+ * the socket may not have them (never with must), -ENOMEM when there
+ * are none.
  */
 static int ossuary_rec_buf_alloc(struct sock *sk, struct ossuary_tx_rec *rec,
-				 u32 len)
+				 u32 len, bool must)
 {
 	u32 have = ossuary_rec_npages(rec), want = DIV_ROUND_UP(len, PAGE_SIZE);
 	int err;
 
 	if (want <= have)
 		return 0;
-	if (!sk_wmem_schedule(sk, (want - have) * PAGE_SIZE))
+	if (!must && !sk_wmem_schedule(sk, (want - have) * PAGE_SIZE))
 		return -ENOBUFS;
 	err = ossuary_buf_alloc(&rec->buf, len, sk->sk_allocation);
 	/* what was allocated is charged, even if not all of it */
 	WARN_ON_ONCE(ossuary_rec_charge(sk, rec,
 					(ossuary_rec_npages(rec) - have) *
-					PAGE_SIZE));
+					PAGE_SIZE, must));
 	return err;
 }
 
@@ -246,7 +258,8 @@ static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 		return -EPIPE;
 	if (ctx->tx.seq > OSSUARY_SEQ_LAST)
 		return -EKEYEXPIRED;
-	err = ossuary_rec_buf_alloc(sk, rec, len);
+	/* the bytes are reported as sent already: sealed whatever the limit */
+	err = ossuary_rec_buf_alloc(sk, rec, len, true);
 	if (err)
 		return -ENOMEM;
 	ossuary_hdr_build(hdr, type, rec->plen + OSSUARY_TAG_LEN);
@@ -319,11 +332,11 @@ static int ossuary_tx_seal_control(struct sock *sk, struct ossuary_ctx *ctx,
 		if (err)
 			return err;
 	}
-	rec = ossuary_rec_new(sk, &err);
+	rec = ossuary_rec_new(sk, &err, true);
 	if (!rec)
 		return -ENOMEM;
 	err = ossuary_rec_buf_alloc(sk, rec, OSSUARY_HEADER_LEN + 1 +
-				    OSSUARY_TAG_LEN);
+				    OSSUARY_TAG_LEN, true);
 	if (err) {
 		err = -ENOMEM;
 		goto err_free;
@@ -970,7 +983,7 @@ static size_t ossuary_rec_fill(struct sock *sk, struct ossuary_tx_rec *rec,
 	u32 off = OSSUARY_HEADER_LEN + rec->plen;
 	size_t done = 0;
 
-	*err = ossuary_rec_buf_alloc(sk, rec, off + n);
+	*err = ossuary_rec_buf_alloc(sk, rec, off + n, false);
 	if (*err)
 		return 0;
 	while (done < n) {
@@ -1121,7 +1134,7 @@ int ossuary_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)
 					break;
 				continue;
 			}
-			ctx->tx_open = ossuary_rec_new(sk, &err);
+			ctx->tx_open = ossuary_rec_new(sk, &err, false);
 			if (!ctx->tx_open)
 				goto no_memory;
 		}

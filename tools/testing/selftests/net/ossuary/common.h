@@ -457,20 +457,30 @@ static inline int oss_raw_pair(int family, int *kfd, int *pfd,
 	return oss_offload_pair(kfd, pfd, step);
 }
 
-/* One counter of /proc/net/ossuary_stat by exact name; -1 if absent */
-static inline long long oss_stat_get(const char *want)
+/*
+ * The value of one "NAME VALUE" or "NAME: VALUE ..." line of a /proc
+ * file (ossuary_stat, meminfo), by exact name; -1 if absent.
+ */
+static inline long long oss_proc_value(const char *path, const char *want)
 {
 	char line[256], name[128];
 	long long v, found = -1;
-	FILE *f = fopen("/proc/net/ossuary_stat", "r");
+	FILE *f = fopen(path, "r");
 
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%127s %lld", name, &v) == 2 && !strcmp(name, want))
+		if (sscanf(line, "%127[^: \t]%*[: \t]%lld", name, &v) == 2 &&
+		    !strcmp(name, want))
 			found = v;
 	fclose(f);
 	return found;
+}
+
+/* One counter of /proc/net/ossuary_stat by exact name; -1 if absent */
+static inline long long oss_stat_get(const char *want)
+{
+	return oss_proc_value("/proc/net/ossuary_stat", want);
 }
 
 

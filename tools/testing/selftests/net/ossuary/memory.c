@@ -31,18 +31,7 @@
 /* One /proc/meminfo field in KiB, -1 if absent */
 static long long meminfo_kib(const char *want)
 {
-	char line[256], name[64];
-	long long v, found = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%63[^:]: %lld", name, &v) == 2 &&
-		    !strcmp(name, want))
-			found = v;
-	fclose(f);
-	return found;
+	return oss_proc_value("/proc/meminfo", want);
 }
 
 /* "TCP: ... mem N" of /proc/net/sockstat, in KiB; -1 if absent */

@@ -1279,19 +1279,33 @@ TEST_F(raw, rx_read_stops_at_disconnect_record)
 	EXPECT_EQ(ECONNRESET, errno);
 }
 
+/*
+ * Two good records of 1000 bytes each (out, filled from seed), then a
+ * forged one, all in the kernel side's receive queue: 0 when so.
+ */
+static int send_two_then_forged(FIXTURE_DATA(raw) *self, uint8_t *out,
+				int seed)
+{
+	uint8_t rec[WIRE_MAX_REC];
+	size_t n;
+
+	oss_fill(out, 2000, seed);
+	if (send_to_k(self, OSSUARY_RECORD_DATA, out, 1000) <= 0 ||
+	    send_to_k(self, OSSUARY_RECORD_DATA, out + 1000, 1000) <= 0)
+		return -1;
+	n = seal_to_k(self, OSSUARY_RECORD_DATA, out, 1000, rec);
+	rec[n - 1] ^= 0x01;
+	if (oss_write_all(self->pfd, rec, n) != (ssize_t)n)
+		return -1;
+	return wait_acked(self->pfd, 5000);
+}
+
 /* Two good records, then a forged one: the good bytes, then EBADMSG */
 TEST_F(raw, rx_read_stops_before_forged_record)
 {
-	uint8_t rec[WIRE_MAX_REC], out[2000], in[65536];
-	size_t n;
+	uint8_t out[2000], in[65536];
 
-	oss_fill(out, sizeof(out), 51);
-	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, out, 1000), 0);
-	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, out + 1000, 1000), 0);
-	n = seal_to_k(self, OSSUARY_RECORD_DATA, out, 1000, rec);
-	rec[n - 1] ^= 0x01;
-	ASSERT_EQ((ssize_t)n, oss_write_all(self->pfd, rec, n));
-	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	ASSERT_EQ(0, send_two_then_forged(self, out, 51));
 	ASSERT_EQ(2000, recv(self->kfd, in, sizeof(in), 0));
 	EXPECT_EQ(0, memcmp(out, in, 2000));
 	EXPECT_EQ(-EBADMSG, recv_e(self->kfd, in, sizeof(in), 0));
@@ -1301,16 +1315,9 @@ TEST_F(raw, rx_read_stops_before_forged_record)
 /* The same with a peek first: it shows the good bytes, consumes nothing */
 TEST_F(raw, rx_peek_stops_before_forged_record)
 {
-	uint8_t rec[WIRE_MAX_REC], out[2000], in[65536];
-	size_t n;
+	uint8_t out[2000], in[65536];
 
-	oss_fill(out, sizeof(out), 52);
-	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, out, 1000), 0);
-	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, out + 1000, 1000), 0);
-	n = seal_to_k(self, OSSUARY_RECORD_DATA, out, 1000, rec);
-	rec[n - 1] ^= 0x01;
-	ASSERT_EQ((ssize_t)n, oss_write_all(self->pfd, rec, n));
-	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	ASSERT_EQ(0, send_two_then_forged(self, out, 52));
 	ASSERT_EQ(2000, recv(self->kfd, in, sizeof(in), MSG_PEEK));
 	EXPECT_EQ(0, memcmp(out, in, 2000));
 	memset(in, 0, sizeof(in));

@@ -245,6 +245,25 @@ TEST_F(ossuary, recv_peek_multiple_records)
 	EXPECT_EQ(0, memcmp(buf, "firstsecond", 11));
 }
 
+/*
+ * A child that sends n chunks of each bytes from buf on fd, 50 ms apart
+ * (so each is its own record, arriving after the reader has waited):
+ * its pid for oss_wait_child(), which sees 0 when every send was whole.
+ */
+static pid_t send_apart(int fd, const uint8_t *buf, int n, size_t each)
+{
+	pid_t pid = fork();
+
+	if (pid)
+		return pid;
+	for (int i = 0; i < n; i++) {
+		oss_msleep(50);
+		if (send(fd, buf + each * i, each, 0) != (ssize_t)each)
+			_exit(1);
+	}
+	_exit(0);
+}
+
 /* MSG_PEEK | MSG_WAITALL waits for len bytes across records, as on TCP */
 TEST_F(ossuary, recv_peek_waitall_across_records)
 {
@@ -253,16 +272,8 @@ TEST_F(ossuary, recv_peek_waitall_across_records)
 
 	oss_fill(out, sizeof(out), 41);
 	oss_nodelay(self->fd);
-	pid = fork();
+	pid = send_apart(self->fd, out, 3, 1000);
 	ASSERT_GE(pid, 0);
-	if (!pid) {
-		for (int i = 0; i < 3; i++) {
-			oss_msleep(50);
-			if (send(self->fd, out + 1000 * i, 1000, 0) != 1000)
-				_exit(1);
-		}
-		_exit(0);
-	}
 	ASSERT_EQ(3000, recv(self->cfd, in, sizeof(in), MSG_PEEK | MSG_WAITALL));
 	EXPECT_EQ(0, memcmp(out, in, sizeof(in)));
 	/* nothing was consumed: the read has the same bytes */
@@ -279,17 +290,8 @@ TEST_F(ossuary, recv_waitall_four_full_records)
 	pid_t pid;
 
 	oss_fill(out, sizeof(out), 42);
-	pid = fork();
+	pid = send_apart(self->fd, out, 4, OSSUARY_MAX_PLAINTEXT);
 	ASSERT_GE(pid, 0);
-	if (!pid) {
-		for (int i = 0; i < 4; i++) {
-			oss_msleep(50);
-			if (send(self->fd, out + OSSUARY_MAX_PLAINTEXT * i,
-				 OSSUARY_MAX_PLAINTEXT, 0) != OSSUARY_MAX_PLAINTEXT)
-				_exit(1);
-		}
-		_exit(0);
-	}
 	ASSERT_EQ((ssize_t)sizeof(in), recv(self->cfd, in, sizeof(in), MSG_WAITALL));
 	EXPECT_EQ(0, memcmp(out, in, sizeof(in)));
 	EXPECT_EQ(0, oss_wait_child(pid));
@@ -322,16 +324,8 @@ TEST_F(ossuary, recv_waitall_across_sends)
 	pid_t pid;
 
 	oss_fill(out, sizeof(out), 6);
-	pid = fork();
+	pid = send_apart(self->fd, out, 4, 1000);
 	ASSERT_GE(pid, 0);
-	if (!pid) {
-		for (int i = 0; i < 4; i++) {
-			oss_msleep(50);
-			if (send(self->fd, out + 1000 * i, 1000, 0) != 1000)
-				_exit(1);
-		}
-		_exit(0);
-	}
 	ASSERT_EQ(4000, recv(self->cfd, in, 4000, MSG_WAITALL));
 	EXPECT_EQ(0, memcmp(out, in, sizeof(in)));
 	EXPECT_EQ(0, oss_wait_child(pid));

@@ -175,6 +175,13 @@ static int ossuary_getsockopt(struct sock *sk, int level, int optname,
 	u64 v64;
 	int len;
 
+	/*
+	 * TCP's zero-copy receive would hand the reader sealed bytes and
+	 * move TCP's read position under a record being framed.
+	 */
+	if (level == SOL_TCP && optname == TCP_ZEROCOPY_RECEIVE &&
+	    READ_ONCE(ctx->rx_installed))
+		return -EOPNOTSUPP;
 	if (level != SOL_OSSUARY)
 		return ctx->sk_proto->getsockopt(sk, level, optname, optval,
 						 optlen);

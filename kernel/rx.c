@@ -762,7 +762,14 @@ static int ossuary_rx_prepare(struct sock *sk, struct ossuary_ctx *ctx)
 	ossuary_rx_process(sk, ctx, sk->sk_allocation);
 	if (ctx->rx_ready)
 		return 0;
-	return ctx->rx_err ? -ctx->rx_err : -ENOMEM;
+	if (ctx->rx_err)
+		return -ctx->rx_err;
+	if (ctx->rx_nomem)
+		return -ENOMEM;
+	/* the record was whole in TCP a moment ago: its bytes are gone */
+	ossuary_rx_error(sk, ctx, EPROTO, OSSUARY_MIB_PROTO_ERR,
+			 OSSUARY_RX_FATAL);
+	return -EPROTO;
 }
 
 /*
@@ -774,10 +781,11 @@ static int ossuary_rx_prepare(struct sock *sk, struct ossuary_ctx *ctx)
 static int ossuary_rx_open_ready(struct sock *sk, struct ossuary_ctx *ctx,
 				 struct msghdr *msg, size_t room)
 {
-	u32 plen = ctx->rx_need - OSSUARY_HEADER_LEN - OSSUARY_TAG_LEN;
+	u32 plen;
 	int ret;
 
 	ret = ossuary_rx_prepare(sk, ctx);
+	plen = ctx->rx_need - OSSUARY_HEADER_LEN - OSSUARY_TAG_LEN;
 	if (!ret && msg && room >= plen)
 		ret = ossuary_rx_open_direct(sk, ctx, msg, plen);
 	if (!ret)
@@ -816,19 +824,19 @@ static int ossuary_rx_nap(struct sock *sk, struct ossuary_ctx *ctx,
 static int ossuary_rx_copy(struct sock *sk, struct ossuary_buf *b, u32 pos,
 			   struct msghdr *msg, u32 n)
 {
-	u32 off = OSSUARY_HEADER_LEN + pos;
+	u32 off = OSSUARY_HEADER_LEN + pos, left = n;
 
-	ossuary_stat_add(sk, OSSUARY_MIB_RX_COPIED, n);
-	while (n) {
+	while (left) {
 		u32 poff = offset_in_page(off);
-		u32 chunk = min_t(u32, n, PAGE_SIZE - poff);
+		u32 chunk = min_t(u32, left, PAGE_SIZE - poff);
 
 		if (copy_page_to_iter(b->pages[off / PAGE_SIZE], poff,
 				      chunk, &msg->msg_iter) != chunk)
 			return -EFAULT;
 		off += chunk;
-		n -= chunk;
+		left -= chunk;
 	}
+	ossuary_stat_add(sk, OSSUARY_MIB_RX_COPIED, n);
 	return 0;
 }
 

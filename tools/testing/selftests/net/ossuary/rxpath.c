@@ -307,6 +307,9 @@ TEST(offloaded_sender_records_open_from_tcp)
 	oss_fill(pt, sizeof(pt), 15);
 	rx_counts(&a);
 	ASSERT_EQ((ssize_t)sizeof(pt), oss_write_all(fd, pt, sizeof(pt)));
+	/* a sealed record the send left to the work item reaches TCP later */
+	ASSERT_EQ(0, wait_acked(fd));
+	usleep(200000);
 	ASSERT_EQ(0, wait_acked(fd));
 	ASSERT_EQ((ssize_t)sizeof(got),
 		  oss_read_full(cfd, got, sizeof(got), &err))
@@ -319,6 +322,21 @@ TEST(offloaded_sender_records_open_from_tcp)
 	EXPECT_LE(NREC - 1, d.skb);
 	EXPECT_LE(d.staged, (NREC - d.skb) * WIRELEN);
 	oss_close_pair(&fd, &cfd);
+}
+
+/*
+ * TCP's zero-copy receive would hand the reader sealed bytes and move
+ * TCP's read position under the module's framing: refused once RX keys
+ * are in, as any other way around the record layer.
+ */
+TEST_F(rxpath, tcp_zerocopy_receive_refused)
+{
+	uint64_t zc[8] = {};	/* struct tcp_zerocopy_receive, all zero */
+	socklen_t len = sizeof(zc);
+
+	EXPECT_EQ(-1, getsockopt(self->kfd, SOL_TCP, TCP_ZEROCOPY_RECEIVE,
+				 zc, &len));
+	EXPECT_EQ(EOPNOTSUPP, errno);
 }
 
 TEST_HARNESS_MAIN

@@ -155,8 +155,12 @@ static void log_stream(struct __test_metadata *_metadata, FIXTURE_DATA(mem) *sel
  * owes the peer an answer.  The module owes one answer at a time (the
  * requests coalesce while the send buffer is full) and holds what
  * SO_SNDBUF allows, not a page per answer.  (With a read per byte the
- * stream stalls after some 12,000 pairs, before this change as after
- * it; the flood ends when nothing moves for ten seconds.)
+ * stream stalls after some 12,000 pairs: the answers the peer never
+ * reads fill its receive buffer, its TCP drops one for memory and
+ * shrinks its window to zero, and then discards the ACKs of its own
+ * data as out of window.  Plain TCP that replies the same way stalls
+ * the same way (traced with nstat and ss in the debug VM).  The flood
+ * ends when nothing moves for ten seconds.)
  */
 TEST_F_TIMEOUT(mem, key_update_flood_bounded, 600)
 {

@@ -24,7 +24,9 @@
  *  - proto->ioctl with a kernel int (6.5): 6.1 passes the user pointer;
  *  - copy_splice_read() (6.5): generic_file_splice_read() does the same
  *    through the socket's read_iter;
- *  - <linux/unaligned.h> (6.12): <asm/unaligned.h>.
+ *  - <linux/unaligned.h> (6.12): <asm/unaligned.h>;
+ *  - skb_frags_readable() (6.12, device memory TCP): before it, every
+ *    frag is memory the CPU can read.
  */
 #ifndef _OSSUARY_COMPAT_H
 #define _OSSUARY_COMPAT_H
@@ -59,6 +61,11 @@
 #include <linux/unaligned.h>
 #else
 #include <asm/unaligned.h>
+
+static inline bool skb_frags_readable(const struct sk_buff *skb)
+{
+	return true;
+}
 #endif
 
 #if OSSUARY_KERNEL_SINCE(6, 5, 0)

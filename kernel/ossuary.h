@@ -157,7 +157,16 @@ struct ossuary_ctx {
 	u32 rx_have;			/* bytes of it gathered */
 	u32 rx_need;			/* header, then header + body */
 	u8 rx_type;
-	bool rx_ready;			/* a whole sealed DATA record is in rxb */
+	/*
+	 * rx_inq: the DATA record is framed where it lies in TCP's receive
+	 * queue (only its header was read; rx_have stays 0) and is opened
+	 * from TCP's skbs.  rx_src describes it there, built by the reader
+	 * right before opening; rx_stage: this record is copied into rxb.
+	 */
+	bool rx_inq;
+	bool rx_stage;
+	struct scatterlist *rx_src;
+	bool rx_ready;			/* a whole sealed DATA record is ready */
 	bool rx_open;			/* rxb holds opened DATA, rx_off.. */
 	u32 rx_off;
 	u32 rx_plen;
@@ -276,6 +285,9 @@ enum ossuary_mib {
 	OSSUARY_MIB_RX_BUFFERED,
 	OSSUARY_MIB_RX_SPLICED,
 	OSSUARY_MIB_RX_DEFERRED,
+	OSSUARY_MIB_RX_SKB,
+	OSSUARY_MIB_RX_STAGED,
+	OSSUARY_MIB_RX_COPIED,
 	OSSUARY_MIB_MAX
 };
 

@@ -3,15 +3,27 @@
  * Ossuary RX: frame records out of the TCP receive queue, open them
  * and deliver the plaintext.
  *
- * Framing is done by a tcp_read_sock() actor that gathers one record
- * into ctx->rxb, a set of order-0 pages allocated as bytes arrive.  It
- * runs from sk_data_ready (softirq, bh socket lock) as data arrives,
- * and from recvmsg (owner of the socket lock) when the reader has
- * consumed the previous record, so both contexts are serialised by the
- * socket lock.  The header is checked as soon as its four bytes are in,
- * before any body byte is taken; a bad one latches EPROTO.  While a
- * whole record sits in rxb nothing more is taken from TCP, so TCP's
- * receive window is the backpressure, as for a plain TCP reader.
+ * Framing runs from sk_data_ready (softirq, bh socket lock) as data
+ * arrives, and from recvmsg (owner of the socket lock) when the reader
+ * has consumed the previous record, so both contexts are serialised by
+ * the socket lock.  A DATA record found whole in TCP's receive queue
+ * when it is framed stays there: its header is read from there, and it
+ * is opened straight from TCP's skbs, then taken out with
+ * tcp_read_done() (OssuaryRxSkbRecords): no copy of the sealed bytes.
+ * That is the case whenever the reader is behind the network.
+ *
+ * Other records are copied out of TCP by a tcp_read_sock() actor into
+ * ctx->rxb, a set of order-0 pages allocated as bytes arrive
+ * (OssuaryRxStagedBytes), with the header checked as soon as its four
+ * bytes are in (a bad one latches EPROTO): control records and empty
+ * ones (a few bytes); a DATA record still arriving, so that TCP's
+ * window never waits on a record held back in its queue (a plain TCP
+ * reader takes what has come, too); one that TCP holds in too many
+ * pieces; and one whose pages a local sender may still write to
+ * (SKBFL_SHARED_FRAG: a record is read twice, once to verify it and
+ * once to decrypt it, so it must not change in between).  While a
+ * whole record waits for the reader nothing more is taken from TCP, so
+ * TCP's receive window is the backpressure, as for a plain TCP reader.
  *
  * Control records (KEY_UPDATE, DISCONNECT, RESET) and empty DATA
  * records carry at most one byte: they are opened as soon as they are
@@ -63,6 +75,9 @@
  */
 #define OSSUARY_RX_DIRECT_SG	(4 * OSSUARY_REC_PAGES + 1)
 
+/* Pieces of TCP's skbs one record may be opened from; more are copied */
+#define OSSUARY_RX_SKB_SG	64
+
 /* Small records sk_data_ready opens per call in softirq; rx_work the rest */
 #define OSSUARY_RX_SOFTIRQ_SMALL	64
 
@@ -95,6 +110,8 @@ static void ossuary_rx_next(struct ossuary_ctx *ctx)
 	}
 	ctx->rx_have = 0;
 	ctx->rx_need = OSSUARY_HEADER_LEN;
+	ctx->rx_inq = false;
+	ctx->rx_stage = false;
 	ctx->rx_ready = false;
 	ctx->rx_open = false;
 	ctx->rx_off = 0;
@@ -219,6 +236,7 @@ static int ossuary_rx_actor(read_descriptor_t *desc, struct sk_buff *skb,
 		done += chunk;
 	}
 	ctx->rx_have += done;
+	ossuary_stat_add(ctx->sk, OSSUARY_MIB_RX_STAGED, done);
 
 	if (ctx->rx_need == OSSUARY_HEADER_LEN &&
 	    ctx->rx_have == OSSUARY_HEADER_LEN) {
@@ -241,6 +259,180 @@ static int ossuary_rx_actor(read_descriptor_t *desc, struct sk_buff *skb,
 		desc->count = 0;
 	}
 	return done;
+}
+
+/*
+ * Call fn on the first len bytes of TCP's receive queue that no one has
+ * read yet, a piece of an skb at a time, taking nothing out.  Socket
+ * lock held (owner or bh): the queue stays as it is meanwhile.  0, fn's
+ * error, or -ENODATA when fewer bytes are there.
+ */
+static int ossuary_rx_inq_walk(struct sock *sk, u32 len,
+			       int (*fn)(struct sk_buff *skb, u32 off,
+					 u32 len, void *arg),
+			       void *arg)
+{
+	u32 seq = tcp_sk(sk)->copied_seq, off;
+	struct sk_buff *skb;
+	int err;
+
+	lockdep_assert(lockdep_sock_is_held(sk));
+	skb = tcp_recv_skb(sk, seq, &off);
+	while (skb && len) {
+		if (off < skb->len) {
+			u32 n = min(len, skb->len - off);
+
+			err = fn(skb, off, n, arg);
+			if (err)
+				return err;
+			seq += n;
+			len -= n;
+		}
+		if (!len || skb_queue_is_last(&sk->sk_receive_queue, skb))
+			break;
+		skb = skb->next;
+		/* an skb may repeat bytes it overlaps: start at seq */
+		if (after(TCP_SKB_CB(skb)->seq, seq))
+			return -ENODATA;
+		off = seq - TCP_SKB_CB(skb)->seq;
+	}
+	return len ? -ENODATA : 0;
+}
+
+static int ossuary_rx_inq_copy(struct sk_buff *skb, u32 off, u32 len,
+			       void *arg)
+{
+	u8 **to = arg;
+	int err = skb_copy_bits(skb, off, *to, len);
+
+	*to += len;
+	return err;
+}
+
+/* A scatterlist over TCP's skbs; sg NULL counts the entries only. */
+struct ossuary_rx_map {
+	struct scatterlist *sg;
+	unsigned int n;
+	unsigned int max;
+};
+
+static int ossuary_rx_map_add(struct ossuary_rx_map *m, struct page *page,
+			      u32 len, u32 off)
+{
+	if (m->n >= m->max)
+		return -EMSGSIZE;
+	if (m->sg)
+		sg_set_page(&m->sg[m->n], page, len, off);
+	m->n++;
+	return 0;
+}
+
+static int ossuary_rx_map_skb(struct ossuary_rx_map *m, struct sk_buff *skb,
+			      u32 off, u32 len, bool nested)
+{
+	const struct skb_shared_info *si = skb_shinfo(skb);
+	u32 start = skb_headlen(skb), end;
+	struct sk_buff *frag;
+	unsigned int i;
+	int err;
+
+	/*
+	 * Frags a local sender may still write to (see the top of the
+	 * file), or device memory the CPU cannot read: copy the record.
+	 */
+	if ((si->flags & SKBFL_SHARED_FRAG) || !skb_frags_readable(skb))
+		return -EPERM;
+	if (off < start) {
+		u32 n = min(len, start - off);
+		void *p = skb->data + off;
+
+		err = ossuary_rx_map_add(m, virt_to_page(p), n,
+					 offset_in_page(p));
+		if (err)
+			return err;
+		off += n;
+		len -= n;
+	}
+	for (i = 0; i < si->nr_frags && len; i++, start = end) {
+		const skb_frag_t *f = &si->frags[i];
+		u32 n;
+
+		end = start + skb_frag_size(f);
+		if (off >= end)
+			continue;
+		n = min(len, end - off);
+		err = ossuary_rx_map_add(m, skb_frag_page(f), n,
+					 skb_frag_off(f) + off - start);
+		if (err)
+			return err;
+		off += n;
+		len -= n;
+	}
+	skb_walk_frags(skb, frag) {
+		u32 n;
+
+		if (!len)
+			break;
+		end = start + frag->len;
+		if (off < end) {
+			/* GRO nests one level; deeper is left to the copy */
+			if (nested)
+				return -EMSGSIZE;
+			n = min(len, end - off);
+			err = ossuary_rx_map_skb(m, frag, off - start, n, true);
+			if (err)
+				return err;
+			off += n;
+			len -= n;
+		}
+		start = end;
+	}
+	return len ? -EFAULT : 0;
+}
+
+static int ossuary_rx_map_cb(struct sk_buff *skb, u32 off, u32 len, void *arg)
+{
+	return ossuary_rx_map_skb(arg, skb, off, len, false);
+}
+
+/* The record framed in TCP's queue is to be copied out after all. */
+static void ossuary_rx_stage(struct ossuary_ctx *ctx)
+{
+	ctx->rx_inq = false;
+	ctx->rx_stage = true;
+	ctx->rx_ready = false;
+	ctx->rx_need = OSSUARY_HEADER_LEN;
+	WRITE_ONCE(ctx->rx_avail, false);
+}
+
+/*
+ * Frame the next record where it lies in TCP's receive queue if it is a
+ * DATA record that is all there and can be opened from there: true,
+ * and it is ready.  False for the copying actor to frame it (see the
+ * top of the file), and to report a bad header, urgent data or bytes
+ * after DISCONNECT(0).
+ */
+static bool ossuary_rx_frame_inq(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	struct ossuary_rx_map m = { .max = OSSUARY_RX_SKB_SG };
+	u8 hdr[OSSUARY_HEADER_LEN], *to = hdr;
+	u32 inq = tcp_inq(sk), blen;
+	u8 type;
+
+	if (ctx->rx_have || ctx->rx_stage || ctx->rx_eof ||
+	    READ_ONCE(tcp_sk(sk)->urg_data) || inq <= OSSUARY_HEADER_LEN ||
+	    ossuary_rx_inq_walk(sk, sizeof(hdr), ossuary_rx_inq_copy, &to) ||
+	    ossuary_hdr_check(hdr, &type, &blen) ||
+	    type != OSSUARY_RECORD_DATA || blen <= OSSUARY_TAG_LEN ||
+	    inq < OSSUARY_HEADER_LEN + blen ||
+	    ossuary_rx_inq_walk(sk, OSSUARY_HEADER_LEN + blen,
+				ossuary_rx_map_cb, &m))
+		return false;
+	ctx->rx_inq = true;
+	ctx->rx_type = type;
+	ctx->rx_need = OSSUARY_HEADER_LEN + blen;
+	ctx->rx_ready = true;
+	return true;
 }
 
 static void ossuary_rx_open_small(struct sock *sk, struct ossuary_ctx *ctx);
@@ -266,7 +458,7 @@ static void ossuary_rx_process(struct sock *sk, struct ossuary_ctx *ctx,
 	lockdep_assert(lockdep_sock_is_held(sk));
 	while (!ctx->rx_err && !ctx->rx_open) {
 		/* a small record softirq left ready is opened first */
-		if (!ctx->rx_ready) {
+		if (!ctx->rx_ready && !ossuary_rx_frame_inq(sk, ctx)) {
 			desc.count = 1;
 			tcp_read_sock(sk, &desc, ossuary_rx_actor);
 		}
@@ -347,25 +539,42 @@ void ossuary_data_ready(struct sock *sk)
 }
 
 /*
- * Open the whole sealed record in rxb: into dst when given (its first
+ * Open the whole sealed record, from TCP's skbs (rx_inq: ctx->rx_src,
+ * then taken out of TCP) or from rxb: into dst when given (its first
  * entry stands for the AAD, which the AEAD reads from the source only),
- * else in place.  Any context, socket lock held.
+ * else into rxb (in place for a record copied there).  Any context,
+ * socket lock held; rx_inq only in process context.
  */
 static int ossuary_rx_decrypt(struct sock *sk, struct ossuary_ctx *ctx,
 			      struct scatterlist *dst)
 {
-	struct scatterlist sg[OSSUARY_REC_SG];
+	struct scatterlist sg[OSSUARY_REC_SG], *src = sg;
 	u32 blen = ctx->rx_need - OSSUARY_HEADER_LEN;
 	int err = -EBADMSG;
 
 	lockdep_assert(lockdep_sock_is_held(sk));
 	ctx->rx_ready = false;
 	WRITE_ONCE(ctx->rx_avail, false);
-	/* seq 2^64 - 1 is never sealed: refuse it as a failed open */
-	if (ctx->rx.seq <= OSSUARY_SEQ_LAST) {
+	if (ctx->rx_inq)
+		src = ctx->rx_src;
+	if (!ctx->rx_inq || !dst)
 		ossuary_buf_sg(&ctx->rxb, ctx->rx_need, sg);
-		err = ossuary_crypt(&ctx->rx, false, sg, dst ? dst : sg, blen,
+	/* seq 2^64 - 1 is never sealed: refuse it as a failed open */
+	if (ctx->rx.seq <= OSSUARY_SEQ_LAST && !WARN_ON_ONCE(!src))
+		err = ossuary_crypt(&ctx->rx, false, src, dst ? dst : sg, blen,
 				    ctx->rx.seq);
+	if (ctx->rx_inq) {
+		sock_owned_by_me(sk);
+		/*
+		 * Done with it either way: TCP may let go of it (and open
+		 * its window).  A forged record is read as the copy path
+		 * reads it, so that close() ends with a FIN, not a reset
+		 * for unread data.
+		 */
+		tcp_read_done(sk, ctx->rx_need);
+		ctx->rx_inq = false;
+		if (!err)
+			ossuary_stat_add(sk, OSSUARY_MIB_RX_SKB, 1);
 	}
 	if (err) {
 		ossuary_rx_error(sk, ctx, EBADMSG, OSSUARY_MIB_DECRYPT_ERR,
@@ -441,11 +650,18 @@ static void ossuary_rx_open_small(struct sock *sk, struct ossuary_ctx *ctx)
 	WARN_ON_ONCE(1);
 }
 
-/* Open the ready DATA record in place, to be copied or lent from rxb. */
+/*
+ * Open the ready DATA record into rxb, to be copied or lent from there:
+ * in place, or from TCP's skbs into pages taken now.
+ */
 static int ossuary_rx_open_buffered(struct sock *sk, struct ossuary_ctx *ctx)
 {
 	u32 plen = ctx->rx_need - OSSUARY_HEADER_LEN - OSSUARY_TAG_LEN;
 
+	if (ctx->rx_inq &&
+	    ossuary_buf_alloc(&ctx->rxb, ctx->rx_need,
+			      sk->sk_allocation | __GFP_NOWARN))
+		return -ENOMEM;
 	if (ossuary_rx_decrypt(sk, ctx, NULL))
 		return -EBADMSG;
 	ctx->rx_open = true;
@@ -460,7 +676,7 @@ static void ossuary_rx_unpin(struct iov_iter *it, struct sg_table *t)
 {
 	unsigned int i;
 
-	/* entry 0 is rxb's header page, never pinned */
+	/* entry 0 stands for the header, never pinned */
 	if (!iov_iter_extract_will_pin(it))
 		return;
 	for (i = 1; i < t->nents; i++) {
@@ -488,7 +704,8 @@ static int ossuary_rx_open_direct(struct sock *sk, struct ossuary_ctx *ctx,
 	int err;
 
 	sg_init_table(sg, ARRAY_SIZE(sg));
-	sg_set_page(&sg[0], ctx->rxb.pages[0], OSSUARY_HEADER_LEN, 0);
+	/* the AEAD neither reads nor writes dst's header: any page will do */
+	sg_set_page(&sg[0], ZERO_PAGE(0), OSSUARY_HEADER_LEN, 0);
 	got = extract_iter_to_sg(it, plen, &t, ARRAY_SIZE(sg) - 1, 0);
 	if (got != plen) {
 		if (got > 0)
@@ -513,12 +730,95 @@ static int ossuary_rx_open_direct(struct sock *sk, struct ossuary_ctx *ctx,
 	return plen;
 }
 
+/*
+ * Process context, before the ready record is opened: describe it where
+ * it lies in TCP's queue (ctx->rx_src).  If it cannot be, copy it out
+ * like any record.  0, -ENOMEM (wait as for any page), or an error the
+ * copy latched.
+ */
+static int ossuary_rx_prepare(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	struct ossuary_rx_map m = { .max = OSSUARY_RX_SKB_SG };
+
+	sock_owned_by_me(sk);
+	if (!ctx->rx_inq)
+		return 0;
+	if (!ossuary_rx_inq_walk(sk, ctx->rx_need, ossuary_rx_map_cb, &m)) {
+		m.sg = kmalloc_array(m.n, sizeof(*m.sg),
+				     sk->sk_allocation | __GFP_NOWARN);
+		if (!m.sg)
+			return -ENOMEM;
+		sg_init_table(m.sg, m.n);
+		m.max = m.n;
+		m.n = 0;
+		if (!ossuary_rx_inq_walk(sk, ctx->rx_need, ossuary_rx_map_cb,
+					 &m)) {
+			ctx->rx_src = m.sg;
+			return 0;
+		}
+		kfree(m.sg);
+	}
+	ossuary_rx_stage(ctx);
+	ossuary_rx_process(sk, ctx, sk->sk_allocation);
+	if (ctx->rx_ready)
+		return 0;
+	return ctx->rx_err ? -ctx->rx_err : -ENOMEM;
+}
+
+/*
+ * Open the ready DATA record: straight into the reader's buffer when
+ * msg is given and room holds all of it (returns its length), else into
+ * rxb (returns 0).  Or -ENOMEM, -EBADMSG.  TCP's skbs are described only
+ * while the owner's lock is held, so rx_src never outlives this call.
+ */
+static int ossuary_rx_open_ready(struct sock *sk, struct ossuary_ctx *ctx,
+				 struct msghdr *msg, size_t room)
+{
+	u32 plen = ctx->rx_need - OSSUARY_HEADER_LEN - OSSUARY_TAG_LEN;
+	int ret;
+
+	ret = ossuary_rx_prepare(sk, ctx);
+	if (!ret && msg && room >= plen)
+		ret = ossuary_rx_open_direct(sk, ctx, msg, plen);
+	if (!ret)
+		ret = ossuary_rx_open_buffered(sk, ctx);
+	kfree(ctx->rx_src);
+	ctx->rx_src = NULL;
+	return ret;
+}
+
+/*
+ * A page or a scatterlist could not be had (socket locked, nothing read
+ * yet): retry soon; a reader that cannot wait has rx_work retry and
+ * wake it.  1 to try again, or an error.
+ */
+static int ossuary_rx_nap(struct sock *sk, struct ossuary_ctx *ctx,
+			  long *timeo)
+{
+	long nap, left;
+
+	if (!*timeo) {
+		schedule_work(&ctx->rx_work);
+		return -EAGAIN;
+	}
+	if (signal_pending(current))
+		return sock_intr_errno(*timeo);
+	nap = min_t(long, *timeo, HZ / 50 + 1);
+	release_sock(sk);
+	left = schedule_timeout_interruptible(nap);
+	lock_sock(sk);
+	if (*timeo != MAX_SCHEDULE_TIMEOUT)
+		*timeo -= nap - left;
+	return 1;
+}
+
 /* Copy n plaintext bytes of an opened record image, from pos on. */
-static int ossuary_rx_copy(struct ossuary_buf *b, u32 pos,
+static int ossuary_rx_copy(struct sock *sk, struct ossuary_buf *b, u32 pos,
 			   struct msghdr *msg, u32 n)
 {
 	u32 off = OSSUARY_HEADER_LEN + pos;
 
+	ossuary_stat_add(sk, OSSUARY_MIB_RX_COPIED, n);
 	while (n) {
 		u32 poff = offset_in_page(off);
 		u32 chunk = min_t(u32, n, PAGE_SIZE - poff);
@@ -642,26 +942,10 @@ static int ossuary_rx_idle(struct sock *sk, struct ossuary_ctx *ctx,
 	}
 	/*
 	 * Bytes are still in TCP for want of a page: neither an end nor a
-	 * reason to sleep until more data comes.  Retry soon; a reader that
-	 * cannot wait has rx_work retry and wake it.
+	 * reason to sleep until more data comes.
 	 */
-	if (ctx->rx_nomem) {
-		long nap, left;
-
-		if (!*timeo) {
-			schedule_work(&ctx->rx_work);
-			return -EAGAIN;
-		}
-		if (signal_pending(current))
-			return sock_intr_errno(*timeo);
-		nap = min_t(long, *timeo, HZ / 50 + 1);
-		release_sock(sk);
-		left = schedule_timeout_interruptible(nap);
-		lock_sock(sk);
-		if (*timeo != MAX_SCHEDULE_TIMEOUT)
-			*timeo -= nap - left;
-		return 1;
-	}
+	if (ctx->rx_nomem)
+		return ossuary_rx_nap(sk, ctx, timeo);
 	if (sk->sk_shutdown & RCV_SHUTDOWN) {
 		/* shutdown(SHUT_RD) on this side: end of file, as TCP */
 		if (READ_ONCE(ctx->rx_shut))
@@ -751,7 +1035,7 @@ int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 			}
 			n = min_t(size_t, len - copied, h->plen - h->off);
 			ossuary_rx_put_type(msg, OSSUARY_RECORD_DATA, &typed);
-			err = ossuary_rx_copy(&h->buf, h->off, msg, n);
+			err = ossuary_rx_copy(sk, &h->buf, h->off, msg, n);
 			if (err)
 				break;
 			copied += n;
@@ -762,21 +1046,20 @@ int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 
 		ossuary_rx_process(sk, ctx, sk->sk_allocation);
 		if (ctx->rx_ready) {
-			u32 plen = ctx->rx_need - OSSUARY_HEADER_LEN -
-				   OSSUARY_TAG_LEN;
-
-			ret = 0;
-			if (!peek && len - copied >= plen)
-				ret = ossuary_rx_open_direct(sk, ctx, msg, plen);
-			if (!ret)
-				ret = ossuary_rx_open_buffered(sk, ctx);
-			else if (ret > 0)
-				ossuary_rx_put_type(msg, OSSUARY_RECORD_DATA,
-						    &typed);
+			ret = ossuary_rx_open_ready(sk, ctx, peek ? NULL : msg,
+						    len - copied);
+			if (ret == -ENOMEM && !copied) {
+				ret = ossuary_rx_nap(sk, ctx, &timeo);
+				if (ret > 0)
+					continue;
+			}
 			if (ret < 0) {
 				err = ret;
 				break;
 			}
+			if (ret > 0)
+				ossuary_rx_put_type(msg, OSSUARY_RECORD_DATA,
+						    &typed);
 			copied += ret;
 			continue;
 		}
@@ -793,7 +1076,7 @@ int ossuary_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 			n = min_t(size_t, len - copied,
 				  ctx->rx_plen - ctx->rx_off);
 			ossuary_rx_put_type(msg, OSSUARY_RECORD_DATA, &typed);
-			err = ossuary_rx_copy(&ctx->rxb, ctx->rx_off, msg, n);
+			err = ossuary_rx_copy(sk, &ctx->rxb, ctx->rx_off, msg, n);
 			if (err)
 				break;
 			copied += n;
@@ -903,8 +1186,13 @@ ssize_t ossuary_splice_read(struct socket *sock, loff_t *ppos,
 		}
 		ossuary_rx_process(sk, ctx, sk->sk_allocation);
 		if (ctx->rx_ready) {
-			ret = ossuary_rx_open_buffered(sk, ctx);
-			if (ret)
+			ret = ossuary_rx_open_ready(sk, ctx, NULL, 0);
+			if (ret == -ENOMEM) {
+				ret = ossuary_rx_nap(sk, ctx, &timeo);
+				if (ret > 0)
+					continue;
+			}
+			if (ret < 0)
 				goto out;
 		}
 		if (ctx->rx_open)

@@ -43,6 +43,12 @@ static const char * const ossuary_mib_names[OSSUARY_MIB_MAX] = {
 	[OSSUARY_MIB_RX_SPLICED]	= "OssuaryRxSplicedBytes",
 	/* softirq met more small records in a row than it opens at once */
 	[OSSUARY_MIB_RX_DEFERRED]	= "OssuaryRxSoftirqDeferrals",
+	/* DATA records opened straight from TCP's skbs, no staging copy */
+	[OSSUARY_MIB_RX_SKB]		= "OssuaryRxSkbRecords",
+	/* sealed bytes copied out of TCP into the record buffer */
+	[OSSUARY_MIB_RX_STAGED]		= "OssuaryRxStagedBytes",
+	/* plaintext copied from the record buffer to a reader */
+	[OSSUARY_MIB_RX_COPIED]		= "OssuaryRxCopiedBytes",
 };
 
 /*

@@ -435,8 +435,15 @@ static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx)
 					      chunk, poff);
 				off += chunk;
 			}
+			/*
+			 * Our record pages never change while an skb holds
+			 * them (a shared page is reused only once TCP let go
+			 * of it): a receiver on this host may open the record
+			 * straight from them (see rx.c), as it may not from
+			 * pages a file or a pipe lent to TCP.
+			 */
 			msg.msg_flags = MSG_SPLICE_PAGES | MSG_DONTWAIT |
-					MSG_NOSIGNAL;
+					MSG_NOSIGNAL | MSG_NO_SHARED_FRAGS;
 			if (!list_is_last(&rec->list, &ctx->tx_queue))
 				msg.msg_flags |= MSG_MORE;
 			iov_iter_bvec(&msg.msg_iter, ITER_SOURCE, bvec, n, size);

@@ -83,8 +83,13 @@ static inline void oss_set_timeouts(int fd, int seconds)
  * *server the accepted one. mapped: an AF_INET6 socket talking to
  * ::ffff:127.0.0.1 (IPv4 under an IPv6 socket). Returns 0 or -errno.
  */
-static inline int oss_tcp_pair_ex(int family, bool mapped, int *client,
-				  int *server)
+/*
+ * A connected loopback pair; rcvbuf, when not 0, is both ends' SO_RCVBUF
+ * from before the handshake, so that the window TCP offers is that small
+ * from the start.
+ */
+static inline int oss_tcp_pair_rcvbuf(int family, bool mapped, int rcvbuf,
+				      int *client, int *server)
 {
 	struct sockaddr_storage ss = {};
 	socklen_t len;
@@ -95,6 +100,8 @@ static inline int oss_tcp_pair_ex(int family, bool mapped, int *client,
 	if (lfd < 0)
 		return -errno;
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (rcvbuf)
+		setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	if (family == AF_INET) {
 		struct sockaddr_in *a = (void *)&ss;
 
@@ -141,6 +148,8 @@ static inline int oss_tcp_pair_ex(int family, bool mapped, int *client,
 	cfd = socket(mapped ? AF_INET6 : family, SOCK_STREAM, 0);
 	if (cfd < 0)
 		goto err_l;
+	if (rcvbuf)
+		setsockopt(cfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	if (connect(cfd, (void *)&ss, len)) {
 		err = -errno;
 		close(cfd);
@@ -164,6 +173,12 @@ err_l:
 	err = -errno;
 	close(lfd);
 	return err;
+}
+
+static inline int oss_tcp_pair_ex(int family, bool mapped, int *client,
+				  int *server)
+{
+	return oss_tcp_pair_rcvbuf(family, mapped, 0, client, server);
 }
 
 static inline int oss_tcp_pair(int family, int *client, int *server)

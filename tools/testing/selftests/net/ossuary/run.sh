@@ -28,7 +28,7 @@ done
 build=$1
 shift
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(ulp records vectors splice rekey memory)
+[ ${#tests[@]} -gt 0 ] || tests=(ulp records vectors splice rekey memory rxpath)
 
 # The VM may come up with lo down; IPv6 variants need ::1.
 if command -v ip >/dev/null 2>&1; then

@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Where the receive path takes a record from, as /proc/net/ossuary_stat
+ * shows it (the counters `make bench` prints):
+ *
+ *   OssuaryRxSkbRecords   DATA records opened straight from TCP's skbs
+ *   OssuaryRxStagedBytes  sealed bytes copied out of TCP first
+ *   OssuaryRxCopiedBytes  plaintext copied from the module's buffer
+ *
+ * A record is opened where it lies unless it cannot wait there (a
+ * receive buffer smaller than the record) or its pages may still change
+ * (a local sender that lent TCP the pages of a file): then it is copied,
+ * and the reader must get the same bytes either way.
+ *
+ * The counters are per network namespace: each test runs in a fresh one
+ * (unshare), so nothing else moves them.
+ */
+#include <sched.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <linux/sockios.h>
+
+#include "common.h"
+#include "wire.h"
+
+#include "kselftest_harness.h"
+#include "fixtures.h"
+
+struct rx_counts {
+	long long skb, staged, copied, opened;
+};
+
+static void rx_counts(struct rx_counts *c)
+{
+	c->skb = oss_stat_get("OssuaryRxSkbRecords");
+	c->staged = oss_stat_get("OssuaryRxStagedBytes");
+	c->copied = oss_stat_get("OssuaryRxCopiedBytes");
+	c->opened = oss_stat_get("OssuaryRecordsOpened");
+}
+
+/* What moved between two snapshots */
+static void rx_delta(struct rx_counts *d, const struct rx_counts *a,
+		     const struct rx_counts *b)
+{
+	d->skb = b->skb - a->skb;
+	d->staged = b->staged - a->staged;
+	d->copied = b->copied - a->copied;
+	d->opened = b->opened - a->opened;
+}
+
+/* A namespace of its own with lo up, so that the counters are ours */
+static int own_netns(void)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int fd, ret = 0;
+
+	if (unshare(CLONE_NEWNET))
+		return -errno;
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		ret = -errno;
+	ifr.ifr_flags |= IFF_UP;
+	if (!ret && ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+FIXTURE(rxpath)
+{
+	int kfd;		/* offloaded: TX secret A, RX secret B */
+	int pfd;		/* plain TCP peer with the test's record layer */
+	struct wire_dir to_k;
+	struct rx_counts before;
+};
+
+FIXTURE_VARIANT(rxpath)
+{
+	int family;
+};
+
+FIXTURE_VARIANT_ADD(rxpath, ipv4)
+{
+	.family = AF_INET,
+};
+
+FIXTURE_VARIANT_ADD(rxpath, ipv6)
+{
+	.family = AF_INET6,
+};
+
+FIXTURE_SETUP(rxpath)
+{
+	const char *step;
+	int ret;
+
+	self->kfd = self->pfd = -1;
+	ASSERT_EQ(0, wire_init());
+	REQUIRE_OSSUARY();
+	ASSERT_EQ(0, own_netns());
+	ret = oss_raw_pair(variant->family, &self->kfd, &self->pfd, &step);
+	ASSERT_EQ(0, ret) TH_LOG("%s: %s", step, strerror(-ret));
+	wire_dir_init(&self->to_k, oss_secret_b(), 0);
+	ASSERT_LE(0, oss_stat_get("OssuaryRxSkbRecords"))
+		TH_LOG("module without the RX path counters");
+	rx_counts(&self->before);
+}
+
+FIXTURE_TEARDOWN(rxpath)
+{
+	oss_close_pair(&self->kfd, &self->pfd);
+}
+
+/* The peer seals n records of len bytes each into one buffer */
+static size_t seal_stream(struct wire_dir *d, uint8_t *out, int n,
+			  size_t len, const uint8_t *pt)
+{
+	size_t at = 0;
+
+	for (int i = 0; i < n; i++)
+		at += wire_seal(d, OSSUARY_RECORD_DATA, pt + i * len, len,
+				out + at);
+	return at;
+}
+
+/* Wait until the peer has all fd sent (SIOCOUTQ 0), up to 5 s */
+static int wait_acked(int fd)
+{
+	for (int i = 0; i < 5000; i++) {
+		int n = -1;
+
+		if (ioctl(fd, SIOCOUTQ, &n))
+			return -errno;
+		if (!n)
+			return 0;
+		usleep(1000);
+	}
+	return -ETIMEDOUT;
+}
+
+/*
+ * Three full records, sent while the reader is busy elsewhere (they fit
+ * in the window TCP offers at first): the reader then finds them whole
+ * in TCP's queue.  The first may have been framed while it was still
+ * arriving (TCP may send a write in two segments), so "at least two".
+ */
+#define NREC	3
+#define RECLEN	16384
+#define WIRELEN	(RECLEN + 20)
+
+/*
+ * The reader was behind: every record that was whole in TCP's queue is
+ * opened from the skbs straight into the reader's buffer, no copy.
+ */
+TEST_F(rxpath, records_open_from_tcp_without_copy)
+{
+	static uint8_t pt[NREC * RECLEN], stream[NREC * WIRELEN];
+	static uint8_t got[NREC * RECLEN];
+	struct rx_counts after, d;
+	size_t n;
+	int err;
+
+	oss_fill(pt, sizeof(pt), 11);
+	n = seal_stream(&self->to_k, stream, NREC, RECLEN, pt);
+	ASSERT_EQ((ssize_t)n, oss_write_all(self->pfd, stream, n));
+	ASSERT_EQ(0, wait_acked(self->pfd));
+	ASSERT_EQ((ssize_t)sizeof(got),
+		  oss_read_full(self->kfd, got, sizeof(got), &err))
+		TH_LOG("%s", strerror(err));
+	EXPECT_EQ(0, memcmp(pt, got, sizeof(pt)));
+	rx_counts(&after);
+	rx_delta(&d, &self->before, &after);
+	TH_LOG("opened %lld: %lld from skbs, %lld bytes staged, %lld copied",
+	       d.opened, d.skb, d.staged, d.copied);
+	EXPECT_EQ(NREC, d.opened);
+	EXPECT_LE(NREC - 1, d.skb);
+	EXPECT_LE(d.staged, (NREC - d.skb) * WIRELEN);
+	EXPECT_EQ(0, d.copied);
+}
+
+/*
+ * A reader with less room than a record: the records are still opened
+ * from the skbs (into the module's buffer), and only the plaintext is
+ * copied to the reader.
+ */
+TEST_F(rxpath, small_reads_copy_plaintext_only)
+{
+	static uint8_t pt[NREC * RECLEN], stream[NREC * WIRELEN];
+	static uint8_t got[NREC * RECLEN];
+	struct rx_counts after, d;
+	size_t n, have = 0;
+
+	oss_fill(pt, sizeof(pt), 12);
+	n = seal_stream(&self->to_k, stream, NREC, RECLEN, pt);
+	ASSERT_EQ((ssize_t)n, oss_write_all(self->pfd, stream, n));
+	ASSERT_EQ(0, wait_acked(self->pfd));
+	while (have < sizeof(got)) {
+		ssize_t r = recv(self->kfd, got + have, 1000, 0);
+
+		ASSERT_LT(0, r) TH_LOG("recv: %s", strerror(errno));
+		have += r;
+	}
+	EXPECT_EQ(0, memcmp(pt, got, sizeof(pt)));
+	rx_counts(&after);
+	rx_delta(&d, &self->before, &after);
+	TH_LOG("%lld from skbs, %lld bytes staged, %lld copied",
+	       d.skb, d.staged, d.copied);
+	EXPECT_LE(NREC - 1, d.skb);
+	EXPECT_LE(d.staged, (NREC - d.skb) * WIRELEN);
+	EXPECT_EQ((long long)sizeof(pt), d.copied);
+}
+
+/*
+ * A receive buffer smaller than one record (from the handshake on): the
+ * record is never whole in TCP's queue, so the module takes it out as
+ * it comes rather than wait for a window that cannot open.
+ */
+TEST_F(rxpath, record_larger_than_receive_buffer_arrives)
+{
+	static uint8_t pt[2 * RECLEN], stream[2 * WIRELEN];
+	static uint8_t got[2 * RECLEN];
+	struct rx_counts after, d;
+	const char *step;
+	size_t n;
+	pid_t pid;
+	int err;
+
+	oss_close_pair(&self->kfd, &self->pfd);
+	ASSERT_EQ(0, oss_tcp_pair_rcvbuf(variant->family, false, 4096,
+					 &self->kfd, &self->pfd));
+	err = oss_offload_pair(&self->kfd, &self->pfd, &step);
+	ASSERT_EQ(0, err) TH_LOG("%s: %s", step, strerror(-err));
+	oss_fill(pt, sizeof(pt), 13);
+	n = seal_stream(&self->to_k, stream, 2, RECLEN, pt);
+	/* more than TCP buffers: written from a child while this reads */
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(oss_write_all(self->pfd, stream, n) != (ssize_t)n);
+	ASSERT_EQ((ssize_t)sizeof(got),
+		  oss_read_full(self->kfd, got, sizeof(got), &err))
+		TH_LOG("%s", strerror(err));
+	EXPECT_EQ(0, oss_wait_child(pid));
+	EXPECT_EQ(0, memcmp(pt, got, sizeof(pt)));
+	rx_counts(&after);
+	rx_delta(&d, &self->before, &after);
+	TH_LOG("%lld from skbs, %lld bytes staged", d.skb, d.staged);
+	EXPECT_GE(d.staged, (long long)n);
+}
+
+/*
+ * The peer sends its sealed records with sendfile() from a file on this
+ * host: TCP holds the file's own pages, which a writer of the file could
+ * change between the tag check and the decryption.  Though whole in
+ * TCP's queue, such records are copied before they are opened; the
+ * reader gets them all the same.
+ */
+TEST_F(rxpath, records_from_file_pages_are_copied_first)
+{
+	static uint8_t pt[NREC * RECLEN], stream[NREC * WIRELEN];
+	static uint8_t got[NREC * RECLEN];
+	char path[] = "/tmp/ossuary-rxpath-XXXXXX";
+	struct rx_counts after, d;
+	off_t off = 0;
+	size_t n;
+	int fd, err;
+
+	oss_fill(pt, sizeof(pt), 14);
+	n = seal_stream(&self->to_k, stream, NREC, RECLEN, pt);
+	fd = mkstemp(path);
+	ASSERT_LE(0, fd);
+	unlink(path);
+	ASSERT_EQ((ssize_t)n, write(fd, stream, n));
+	ASSERT_EQ((ssize_t)n, oss_sendfile_all(self->pfd, fd, &off, n));
+	close(fd);
+	ASSERT_EQ(0, wait_acked(self->pfd));
+	ASSERT_EQ((ssize_t)sizeof(got),
+		  oss_read_full(self->kfd, got, sizeof(got), &err))
+		TH_LOG("%s", strerror(err));
+	EXPECT_EQ(0, memcmp(pt, got, sizeof(pt)));
+	rx_counts(&after);
+	rx_delta(&d, &self->before, &after);
+	TH_LOG("%lld from skbs, %lld bytes staged", d.skb, d.staged);
+	EXPECT_EQ(0, d.skb);
+	EXPECT_EQ((long long)n, d.staged);
+}
+
+/*
+ * Between two offloaded sockets on this host the sender's record pages
+ * are its own and never change while TCP holds them: the receiver opens
+ * them where they are.
+ */
+TEST(offloaded_sender_records_open_from_tcp)
+{
+	static uint8_t pt[NREC * RECLEN], got[NREC * RECLEN];
+	struct rx_counts a, b, d;
+	const char *step;
+	int fd = -1, cfd = -1, err;
+
+	REQUIRE_OSSUARY();
+	ASSERT_EQ(0, own_netns());
+	err = oss_offloaded_pair(AF_INET, &fd, &cfd, &step);
+	ASSERT_EQ(0, err) TH_LOG("%s: %s", step, strerror(-err));
+	oss_fill(pt, sizeof(pt), 15);
+	rx_counts(&a);
+	ASSERT_EQ((ssize_t)sizeof(pt), oss_write_all(fd, pt, sizeof(pt)));
+	ASSERT_EQ(0, wait_acked(fd));
+	ASSERT_EQ((ssize_t)sizeof(got),
+		  oss_read_full(cfd, got, sizeof(got), &err))
+		TH_LOG("%s", strerror(err));
+	EXPECT_EQ(0, memcmp(pt, got, sizeof(pt)));
+	rx_counts(&b);
+	rx_delta(&d, &a, &b);
+	TH_LOG("opened %lld: %lld from skbs, %lld bytes staged",
+	       d.opened, d.skb, d.staged);
+	EXPECT_LE(NREC - 1, d.skb);
+	EXPECT_LE(d.staged, (NREC - d.skb) * WIRELEN);
+	oss_close_pair(&fd, &cfd);
+}
+
+TEST_HARNESS_MAIN

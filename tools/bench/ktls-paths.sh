@@ -62,7 +62,7 @@ if [ "$guest" = 0 ]; then
 		echo
 		echo "- \`tools/bench/ktls-paths.sh --mib $mib --reps $reps --cpu $cpu\`, $(date -u '+%Y-%m-%d %H:%M UTC')"
 		echo "- host load average $load0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-		grep -v '^ktls-paths:' "$build/ktls-paths.out"
+		grep -Ev '^ktls-paths:|^\[ *[0-9]+\.[0-9]+\] ' "$build/ktls-paths.out"
 	} >"$out"
 	cat "$out"
 	exit "$vm_rc"

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -347,6 +349,24 @@ static inline void oss_msleep(int ms)
 
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;
+}
+
+/*
+ * Wait (up to ms) until TCP's peer acknowledged every byte written on
+ * fd: they are all in the peer's receive queue then.  0, or -errno.
+ */
+static inline int oss_wait_acked(int fd, int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		int n = -1;
+
+		if (ioctl(fd, SIOCOUTQ, &n))
+			return -errno;
+		if (!n)
+			return 0;
+		oss_msleep(1);
+	}
+	return -ETIMEDOUT;
 }
 
 static inline int oss_set_nonblock(int fd, bool on)

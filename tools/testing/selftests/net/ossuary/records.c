@@ -41,24 +41,6 @@ static const uint8_t *secret_b(void)
 	return oss_secret_b();
 }
 
-/*
- * Wait (up to ms) until TCP's peer acknowledged every byte written on
- * fd: they are all in the peer's receive queue then.  0, or -errno.
- */
-static int wait_acked(int fd, int ms)
-{
-	for (int i = 0; i < ms; i++) {
-		int n = -1;
-
-		if (ioctl(fd, SIOCOUTQ, &n))
-			return -errno;
-		if (!n)
-			return 0;
-		oss_msleep(1);
-	}
-	return -ETIMEDOUT;
-}
-
 /* recv into buf; returns n, or -errno */
 static ssize_t recv_e(int fd, void *buf, size_t len, int flags)
 {
@@ -1211,7 +1193,7 @@ TEST_F(raw, rx_read_opens_four_full_records)
 
 	oss_fill(out, sizeof(out), 50);
 	ASSERT_TRUE(send_full_records(self, out, 4, OSSUARY_MAX_PLAINTEXT));
-	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	ASSERT_EQ(0, oss_wait_acked(self->pfd, 5000));
 	ASSERT_EQ((ssize_t)sizeof(in), recv(self->kfd, in, sizeof(in), 0))
 		TH_LOG("four whole records were in the socket; one read should return all");
 	EXPECT_EQ(0, memcmp(out, in, sizeof(in)));
@@ -1231,7 +1213,7 @@ TEST_F(raw, rx_read_does_not_wait_for_partial_record)
 	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "whole", 5), 0);
 	n = seal_to_k(self, OSSUARY_RECORD_DATA, "half-a-record", 13, rec);
 	ASSERT_EQ((ssize_t)n / 2, oss_write_all(self->pfd, rec, n / 2));
-	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	ASSERT_EQ(0, oss_wait_acked(self->pfd, 5000));
 	t0 = oss_now_ms();
 	EXPECT_EQ(5, recv(self->kfd, buf, sizeof(buf), MSG_PEEK));
 	EXPECT_EQ(5, recv(self->kfd, buf, sizeof(buf), 0));
@@ -1256,7 +1238,7 @@ TEST_F(raw, rx_read_stops_at_disconnect_record)
 	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "abcde", 5), 0);
 	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "fgh", 3), 0);
 	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DISCONNECT, &two, 1), 0);
-	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	ASSERT_EQ(0, oss_wait_acked(self->pfd, 5000));
 	ASSERT_EQ(8, recvmsg(self->kfd, &msg, 0)) TH_LOG("%s", strerror(errno));
 	EXPECT_EQ(0, memcmp(buf, "abcdefgh", 8));
 	c = CMSG_FIRSTHDR(&msg);
@@ -1291,7 +1273,7 @@ static int send_two_then_forged(FIXTURE_DATA(raw) *self, uint8_t *out,
 	rec[n - 1] ^= 0x01;
 	if (oss_write_all(self->pfd, rec, n) != (ssize_t)n)
 		return -1;
-	return wait_acked(self->pfd, 5000);
+	return oss_wait_acked(self->pfd, 5000);
 }
 
 /* Two good records, then a forged one: the good bytes, then EBADMSG */
@@ -1331,7 +1313,7 @@ TEST_F(raw, rx_peek_three_records)
 
 	oss_fill(out, sizeof(out), 53);
 	ASSERT_TRUE(send_full_records(self, out, 3, OSSUARY_MAX_PLAINTEXT));
-	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	ASSERT_EQ(0, oss_wait_acked(self->pfd, 5000));
 	/* part of the second record, then all three */
 	ASSERT_EQ(20000, recv(self->kfd, in, 20000, MSG_PEEK));
 	EXPECT_EQ(0, memcmp(out, in, 20000));
@@ -1368,7 +1350,7 @@ TEST_F(raw, rx_peek_records_then_disconnect)
 	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "one,", 4), 0);
 	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DATA, "two", 3), 0);
 	ASSERT_GT(send_to_k(self, OSSUARY_RECORD_DISCONNECT, &zero, 1), 0);
-	ASSERT_EQ(0, wait_acked(self->pfd, 5000));
+	ASSERT_EQ(0, oss_wait_acked(self->pfd, 5000));
 	ASSERT_EQ(7, recv(self->kfd, buf, sizeof(buf), MSG_PEEK | MSG_WAITALL));
 	EXPECT_EQ(0, memcmp(buf, "one,two", 7));
 	memset(buf, 0, sizeof(buf));

@@ -39,14 +39,16 @@ static void rx_counts(struct rx_counts *c)
 	c->opened = oss_stat_get("OssuaryRecordsOpened");
 }
 
-/* What moved between two snapshots */
-static void rx_delta(struct rx_counts *d, const struct rx_counts *a,
-		     const struct rx_counts *b)
+/* What moved since the snapshot `from` */
+static void rx_since(struct rx_counts *d, const struct rx_counts *from)
 {
-	d->skb = b->skb - a->skb;
-	d->staged = b->staged - a->staged;
-	d->copied = b->copied - a->copied;
-	d->opened = b->opened - a->opened;
+	struct rx_counts now;
+
+	rx_counts(&now);
+	d->skb = now.skb - from->skb;
+	d->staged = now.staged - from->staged;
+	d->copied = now.copied - from->copied;
+	d->opened = now.opened - from->opened;
 }
 
 /* A namespace of its own with lo up, so that the counters are ours */
@@ -126,21 +128,6 @@ static size_t seal_stream(struct wire_dir *d, uint8_t *out, int n,
 	return at;
 }
 
-/* Wait until the peer has all fd sent (SIOCOUTQ 0), up to 5 s */
-static int wait_acked(int fd)
-{
-	for (int i = 0; i < 5000; i++) {
-		int n = -1;
-
-		if (ioctl(fd, SIOCOUTQ, &n))
-			return -errno;
-		if (!n)
-			return 0;
-		usleep(1000);
-	}
-	return -ETIMEDOUT;
-}
-
 /*
  * Three full records, sent while the reader is busy elsewhere (they fit
  * in the window TCP offers at first): the reader then finds them whole
@@ -159,20 +146,19 @@ TEST_F(rxpath, records_open_from_tcp_without_copy)
 {
 	static uint8_t pt[NREC * RECLEN], stream[NREC * WIRELEN];
 	static uint8_t got[NREC * RECLEN];
-	struct rx_counts after, d;
+	struct rx_counts d;
 	size_t n;
 	int err;
 
 	oss_fill(pt, sizeof(pt), 11);
 	n = seal_stream(&self->to_k, stream, NREC, RECLEN, pt);
 	ASSERT_EQ((ssize_t)n, oss_write_all(self->pfd, stream, n));
-	ASSERT_EQ(0, wait_acked(self->pfd));
+	ASSERT_EQ(0, oss_wait_acked(self->pfd, 5000));
 	ASSERT_EQ((ssize_t)sizeof(got),
 		  oss_read_full(self->kfd, got, sizeof(got), &err))
 		TH_LOG("%s", strerror(err));
 	EXPECT_EQ(0, memcmp(pt, got, sizeof(pt)));
-	rx_counts(&after);
-	rx_delta(&d, &self->before, &after);
+	rx_since(&d, &self->before);
 	TH_LOG("opened %lld: %lld from skbs, %lld bytes staged, %lld copied",
 	       d.opened, d.skb, d.staged, d.copied);
 	EXPECT_EQ(NREC, d.opened);
@@ -190,13 +176,13 @@ TEST_F(rxpath, small_reads_copy_plaintext_only)
 {
 	static uint8_t pt[NREC * RECLEN], stream[NREC * WIRELEN];
 	static uint8_t got[NREC * RECLEN];
-	struct rx_counts after, d;
+	struct rx_counts d;
 	size_t n, have = 0;
 
 	oss_fill(pt, sizeof(pt), 12);
 	n = seal_stream(&self->to_k, stream, NREC, RECLEN, pt);
 	ASSERT_EQ((ssize_t)n, oss_write_all(self->pfd, stream, n));
-	ASSERT_EQ(0, wait_acked(self->pfd));
+	ASSERT_EQ(0, oss_wait_acked(self->pfd, 5000));
 	while (have < sizeof(got)) {
 		ssize_t r = recv(self->kfd, got + have, 1000, 0);
 
@@ -204,8 +190,7 @@ TEST_F(rxpath, small_reads_copy_plaintext_only)
 		have += r;
 	}
 	EXPECT_EQ(0, memcmp(pt, got, sizeof(pt)));
-	rx_counts(&after);
-	rx_delta(&d, &self->before, &after);
+	rx_since(&d, &self->before);
 	TH_LOG("%lld from skbs, %lld bytes staged, %lld copied",
 	       d.skb, d.staged, d.copied);
 	EXPECT_LE(NREC - 1, d.skb);
@@ -222,7 +207,7 @@ TEST_F(rxpath, record_larger_than_receive_buffer_arrives)
 {
 	static uint8_t pt[2 * RECLEN], stream[2 * WIRELEN];
 	static uint8_t got[2 * RECLEN];
-	struct rx_counts after, d;
+	struct rx_counts d;
 	const char *step;
 	size_t n;
 	pid_t pid;
@@ -245,8 +230,7 @@ TEST_F(rxpath, record_larger_than_receive_buffer_arrives)
 		TH_LOG("%s", strerror(err));
 	EXPECT_EQ(0, oss_wait_child(pid));
 	EXPECT_EQ(0, memcmp(pt, got, sizeof(pt)));
-	rx_counts(&after);
-	rx_delta(&d, &self->before, &after);
+	rx_since(&d, &self->before);
 	TH_LOG("%lld from skbs, %lld bytes staged", d.skb, d.staged);
 	EXPECT_GE(d.staged, (long long)n);
 }
@@ -263,7 +247,7 @@ TEST_F(rxpath, records_from_file_pages_are_copied_first)
 	static uint8_t pt[NREC * RECLEN], stream[NREC * WIRELEN];
 	static uint8_t got[NREC * RECLEN];
 	char path[] = "/tmp/ossuary-rxpath-XXXXXX";
-	struct rx_counts after, d;
+	struct rx_counts d;
 	off_t off = 0;
 	size_t n;
 	int fd, err;
@@ -276,13 +260,12 @@ TEST_F(rxpath, records_from_file_pages_are_copied_first)
 	ASSERT_EQ((ssize_t)n, write(fd, stream, n));
 	ASSERT_EQ((ssize_t)n, oss_sendfile_all(self->pfd, fd, &off, n));
 	close(fd);
-	ASSERT_EQ(0, wait_acked(self->pfd));
+	ASSERT_EQ(0, oss_wait_acked(self->pfd, 5000));
 	ASSERT_EQ((ssize_t)sizeof(got),
 		  oss_read_full(self->kfd, got, sizeof(got), &err))
 		TH_LOG("%s", strerror(err));
 	EXPECT_EQ(0, memcmp(pt, got, sizeof(pt)));
-	rx_counts(&after);
-	rx_delta(&d, &self->before, &after);
+	rx_since(&d, &self->before);
 	TH_LOG("%lld from skbs, %lld bytes staged", d.skb, d.staged);
 	EXPECT_EQ(0, d.skb);
 	EXPECT_EQ((long long)n, d.staged);
@@ -296,7 +279,7 @@ TEST_F(rxpath, records_from_file_pages_are_copied_first)
 TEST(offloaded_sender_records_open_from_tcp)
 {
 	static uint8_t pt[NREC * RECLEN], got[NREC * RECLEN];
-	struct rx_counts a, b, d;
+	struct rx_counts a, d;
 	const char *step;
 	int fd = -1, cfd = -1, err;
 
@@ -308,15 +291,14 @@ TEST(offloaded_sender_records_open_from_tcp)
 	rx_counts(&a);
 	ASSERT_EQ((ssize_t)sizeof(pt), oss_write_all(fd, pt, sizeof(pt)));
 	/* a sealed record the send left to the work item reaches TCP later */
-	ASSERT_EQ(0, wait_acked(fd));
+	ASSERT_EQ(0, oss_wait_acked(fd, 5000));
 	usleep(200000);
-	ASSERT_EQ(0, wait_acked(fd));
+	ASSERT_EQ(0, oss_wait_acked(fd, 5000));
 	ASSERT_EQ((ssize_t)sizeof(got),
 		  oss_read_full(cfd, got, sizeof(got), &err))
 		TH_LOG("%s", strerror(err));
 	EXPECT_EQ(0, memcmp(pt, got, sizeof(pt)));
-	rx_counts(&b);
-	rx_delta(&d, &a, &b);
+	rx_since(&d, &a);
 	TH_LOG("opened %lld: %lld from skbs, %lld bytes staged",
 	       d.opened, d.skb, d.staged);
 	EXPECT_LE(NREC - 1, d.skb);

@@ -160,8 +160,9 @@ struct ossuary_ctx {
 	/*
 	 * rx_inq: the DATA record is framed where it lies in TCP's receive
 	 * queue (only its header was read; rx_have stays 0) and is opened
-	 * from TCP's skbs.  rx_src describes it there, built by the reader
-	 * right before opening; rx_stage: this record is copied into rxb.
+	 * from TCP's skbs.  rx_src describes it there, filled by the reader
+	 * right before opening (an array kept while records come, freed
+	 * with rxb's pages); rx_stage: this record is copied into rxb.
 	 */
 	bool rx_inq;
 	bool rx_stage;

@@ -153,6 +153,8 @@ static void ossuary_rx_trim(struct ossuary_ctx *ctx)
 					 PAGE_SIZE);
 	ossuary_buf_free(&ctx->rxb);
 	ctx->rx_lent = false;
+	kfree(ctx->rx_src);
+	ctx->rx_src = NULL;
 }
 
 /*
@@ -321,8 +323,11 @@ static int ossuary_rx_map_add(struct ossuary_rx_map *m, struct page *page,
 {
 	if (m->n >= m->max)
 		return -EMSGSIZE;
-	if (m->sg)
+	if (m->sg) {
+		/* the array is reused: an end mark may be left from before */
+		sg_unmark_end(&m->sg[m->n]);
 		sg_set_page(&m->sg[m->n], page, len, off);
+	}
 	m->n++;
 	return 0;
 }
@@ -732,9 +737,12 @@ static int ossuary_rx_open_direct(struct sock *sk, struct ossuary_ctx *ctx,
 
 /*
  * Process context, before the ready record is opened: describe it where
- * it lies in TCP's queue (ctx->rx_src).  If it cannot be, copy it out
- * like any record.  0, -ENOMEM (wait as for any page), or an error the
- * copy latched.
+ * it lies in TCP's queue, in ctx->rx_src (kept while records come, given
+ * back with rxb's pages when the reader waits with nothing framed).  The
+ * owner's lock, held from here until the record is opened and taken out
+ * of TCP, keeps the queue as described.  If it cannot be described, copy
+ * it out like any record.  0, -ENOMEM (wait as for any page), or an
+ * error the copy latched.
  */
 static int ossuary_rx_prepare(struct sock *sk, struct ossuary_ctx *ctx)
 {
@@ -743,20 +751,18 @@ static int ossuary_rx_prepare(struct sock *sk, struct ossuary_ctx *ctx)
 	sock_owned_by_me(sk);
 	if (!ctx->rx_inq)
 		return 0;
-	if (!ossuary_rx_inq_walk(sk, ctx->rx_need, ossuary_rx_map_cb, &m)) {
-		m.sg = kmalloc_array(m.n, sizeof(*m.sg),
-				     sk->sk_allocation | __GFP_NOWARN);
-		if (!m.sg)
+	if (!ctx->rx_src) {
+		ctx->rx_src = kmalloc_array(OSSUARY_RX_SKB_SG,
+					    sizeof(*ctx->rx_src),
+					    sk->sk_allocation | __GFP_NOWARN);
+		if (!ctx->rx_src)
 			return -ENOMEM;
-		sg_init_table(m.sg, m.n);
-		m.max = m.n;
-		m.n = 0;
-		if (!ossuary_rx_inq_walk(sk, ctx->rx_need, ossuary_rx_map_cb,
-					 &m)) {
-			ctx->rx_src = m.sg;
-			return 0;
-		}
-		kfree(m.sg);
+		sg_init_table(ctx->rx_src, OSSUARY_RX_SKB_SG);
+	}
+	m.sg = ctx->rx_src;
+	if (!ossuary_rx_inq_walk(sk, ctx->rx_need, ossuary_rx_map_cb, &m)) {
+		sg_mark_end(&m.sg[m.n - 1]);
+		return 0;
 	}
 	ossuary_rx_stage(ctx);
 	ossuary_rx_process(sk, ctx, sk->sk_allocation);
@@ -775,8 +781,7 @@ static int ossuary_rx_prepare(struct sock *sk, struct ossuary_ctx *ctx)
 /*
  * Open the ready DATA record: straight into the reader's buffer when
  * msg is given and room holds all of it (returns its length), else into
- * rxb (returns 0).  Or -ENOMEM, -EBADMSG.  TCP's skbs are described only
- * while the owner's lock is held, so rx_src never outlives this call.
+ * rxb (returns 0).  Or -ENOMEM, -EBADMSG.
  */
 static int ossuary_rx_open_ready(struct sock *sk, struct ossuary_ctx *ctx,
 				 struct msghdr *msg, size_t room)
@@ -788,11 +793,7 @@ static int ossuary_rx_open_ready(struct sock *sk, struct ossuary_ctx *ctx,
 	plen = ctx->rx_need - OSSUARY_HEADER_LEN - OSSUARY_TAG_LEN;
 	if (!ret && msg && room >= plen)
 		ret = ossuary_rx_open_direct(sk, ctx, msg, plen);
-	if (!ret)
-		ret = ossuary_rx_open_buffered(sk, ctx);
-	kfree(ctx->rx_src);
-	ctx->rx_src = NULL;
-	return ret;
+	return ret ? ret : ossuary_rx_open_buffered(sk, ctx);
 }
 
 /*
@@ -1296,6 +1297,8 @@ void ossuary_rx_release(struct sock *sk, struct ossuary_ctx *ctx)
 			memzero_explicit(page_address(ctx->rxb.pages[i]),
 					 PAGE_SIZE);
 	ossuary_buf_free(&ctx->rxb);
+	kfree(ctx->rx_src);
+	ctx->rx_src = NULL;
 	ossuary_stat_add(sk, OSSUARY_MIB_CURR_RX, -1);
 }
 

@@ -440,26 +440,22 @@ static unsigned int ossuary_sg_image(struct ossuary_buf *b, u32 from, u32 to,
  * Seal a DATA or control record whose header is at offset 0 of image b
  * and whose plaintext byte p is at image offset OSSUARY_HEADER_LEN + p,
  * except where one of the frags (sorted by pos) covers it: those bytes
- * are read from the frag's page.  Ciphertext and tag land in the image,
- * which must have pages for the whole record.  Copied bytes sit at the
- * same place in source and destination, so they are sealed in place;
- * lent bytes are read once, by the AEAD, and never copied.
+ * are read from the frag's page.  Ciphertext and tag are written to dst
+ * from its byte OSSUARY_HEADER_LEN on (the caller puts the header
+ * there); dst may be the image itself, which then needs pages for the
+ * whole record.  Lent bytes are read once, by the AEAD, and never
+ * copied.
  */
 int ossuary_seal(struct ossuary_keys *k, struct ossuary_buf *b,
 		 const struct ossuary_tx_frag *frags, u32 nfrags, u32 plen,
-		 u64 seq)
+		 u64 seq, struct scatterlist *dst)
 {
 	struct scatterlist src[OSSUARY_TX_SRC_SG];
-	struct scatterlist dst[OSSUARY_REC_SG];
 	unsigned int n = 0;
 	u32 i, at = 0;
 
 	if (WARN_ON_ONCE(nfrags > OSSUARY_TX_FRAGS))
 		return -EINVAL;
-	ossuary_buf_sg(b, OSSUARY_HEADER_LEN + plen + OSSUARY_TAG_LEN, dst);
-	if (!nfrags)
-		return ossuary_crypt(k, true, dst, dst, plen, seq);
-
 	sg_init_table(src, ARRAY_SIZE(src));
 	for (i = 0; i < nfrags; i++) {
 		const struct ossuary_tx_frag *f = &frags[i];

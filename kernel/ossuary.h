@@ -69,24 +69,40 @@ struct ossuary_tx_frag {
 #define OSSUARY_TX_SRC_SG	(2 * OSSUARY_TX_FRAGS + OSSUARY_REC_PAGES + 1)
 
 /*
+ * A piece of a sealed record as TCP gets it: bytes of a page fragment
+ * taken from the socket's page_frag (sk_page_frag()), as tcp_sendmsg()
+ * fills its own skbs, so a record pins its size and not whole pages.
+ */
+struct ossuary_tx_piece {
+	struct page *page;	/* we hold a reference */
+	u32 off;		/* in page, which may be compound */
+	u32 len;
+};
+
+/*
+ * Pieces of one record: a new fragment page holds at least a page, and
+ * the first piece may be the tail of the previous one.
+ */
+#define OSSUARY_TX_PIECES	(OSSUARY_REC_PAGES + 1)
+
+/*
  * A TX record: open (plaintext being gathered) or sealed and queued.
  * Plaintext byte p is at image offset OSSUARY_HEADER_LEN + p, unless a
  * frag covers p: copied bytes are put in place in the image, lent
- * pages are sealed from where they are straight into it.
+ * pages are left where they are.  Sealing reads both and writes the
+ * record into its pieces, the only copy of the ciphertext.
  */
 struct ossuary_tx_rec {
 	struct list_head list;
+	/* open: header and copied plaintext; freed once sealed */
 	struct ossuary_buf buf;
 	u32 plen;	/* plaintext bytes */
 	u32 len;	/* sealed: bytes on the wire */
 	u32 sent;	/* sealed: bytes already handed to TCP */
 	u32 charged;	/* bytes charged to the socket (sk_mem_charge) */
-	/*
-	 * A small sealed record is moved out of buf into the socket's
-	 * shared page (ossuary_ctx.tx_pack): bytes [packed_off, +len).
-	 */
-	struct page *packed;	/* we hold a reference */
-	u32 packed_off;
+	/* sealed: the record on the wire, in order */
+	u32 npieces;
+	struct ossuary_tx_piece pieces[OSSUARY_TX_PIECES];
 	u32 nfrags;
 	struct ossuary_tx_frag frags[OSSUARY_TX_FRAGS];
 };
@@ -128,8 +144,6 @@ struct ossuary_ctx {
 	 */
 	u32 tx_wmem;
 	u32 tx_updates_over;		/* KEY_UPDATEs past a full SO_SNDBUF */
-	struct page *tx_pack;		/* shared page for small records */
-	u32 tx_pack_off;		/* its first free byte */
 	bool tx_queued;			/* !list_empty(tx_queue), for softirq */
 	bool tx_fail_pending;		/* RX failed: only DISCONNECT(1) now */
 	bool tx_update_pending;		/* peer sent KEY_UPDATE(1): ours due */
@@ -217,7 +231,7 @@ int ossuary_crypt(struct ossuary_keys *k, bool enc, struct scatterlist *src,
 		  struct scatterlist *dst, unsigned int cryptlen, u64 seq);
 int ossuary_seal(struct ossuary_keys *k, struct ossuary_buf *b,
 		 const struct ossuary_tx_frag *frags, u32 nfrags, u32 plen,
-		 u64 seq);
+		 u64 seq, struct scatterlist *dst);
 int ossuary_buf_alloc(struct ossuary_buf *b, unsigned int len, gfp_t gfp);
 void ossuary_buf_free(struct ossuary_buf *b);
 unsigned int ossuary_buf_sg(struct ossuary_buf *b, unsigned int len,

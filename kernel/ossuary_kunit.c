@@ -455,16 +455,35 @@ static const struct {
 };
 
 /*
+ * Where TX seals a record to: two 32 KiB compound pages, as
+ * sk_page_frag() hands out, the record starting 1001 bytes before the
+ * end of the first and going on at an odd offset past the first page of
+ * the second: pieces that start and end mid-page.
+ */
+static void seal_dst_pieces(struct page **frag, u32 len,
+			    struct scatterlist *dst)
+{
+	const u32 size = PAGE_SIZE << 3;
+
+	sg_init_table(dst, 2);
+	sg_set_page(&dst[0], frag[0], 1001, size - 1001);
+	sg_set_page(&dst[1], frag[1], len - 1001, PAGE_SIZE + 77);
+}
+
+/*
  * Sealing straight from lent pages gives exactly the vector's bytes
  * wherever the pieces are cut and however they sit in their pages, and
- * leaves the lent pages as they were: the AEAD only reads them.
+ * leaves the lent pages as they were: the AEAD only reads them.  The
+ * record lands in place in the image or, as TX does, in pieces of
+ * compound pages.
  */
 static void ossuary_test_seal_lent(struct kunit *test)
 {
 	const u32 plen = OSSUARY_MAX_PLAINTEXT;
 	const u32 len = OSSUARY_REC_MAX;
 	struct ossuary_tx_frag frags[OSSUARY_TX_FRAGS];
-	struct page *lent[OSSUARY_TX_FRAGS] = {};
+	struct page *lent[OSSUARY_TX_FRAGS] = {}, *frag[2];
+	struct scatterlist dst[OSSUARY_REC_SG];
 	u8 secret[OSSUARY_SECRET_LEN], digest[SHA256_DIGEST_SIZE];
 	u8 want[SHA256_DIGEST_SIZE], hdr[OSSUARY_HEADER_LEN];
 	struct ossuary_buf b = {};
@@ -483,6 +502,10 @@ static void ossuary_test_seal_lent(struct kunit *test)
 	for (i = 0; i < OSSUARY_TX_FRAGS; i++) {
 		lent[i] = alloc_page(GFP_KERNEL);
 		KUNIT_ASSERT_NOT_NULL(test, lent[i]);
+	}
+	for (i = 0; i < 2; i++) {
+		frag[i] = alloc_pages(GFP_KERNEL | __GFP_COMP, 3);
+		KUNIT_ASSERT_NOT_NULL(test, frag[i]);
 	}
 	KUNIT_ASSERT_EQ(test, ossuary_buf_alloc(&b, len, GFP_KERNEL), 0);
 	KUNIT_ASSERT_EQ(test, ossuary_keys_init(&k, secret, 0), 0);
@@ -530,11 +553,22 @@ static void ossuary_test_seal_lent(struct kunit *test)
 				}
 				off += piece;
 			}
+			/* odd parity: out of place, header put there first */
+			if (parity) {
+				seal_dst_pieces(frag, len, dst);
+				sg_copy_from_buffer(dst, 2, hdr, sizeof(hdr));
+			} else {
+				ossuary_buf_sg(&b, len, dst);
+			}
 			KUNIT_ASSERT_EQ(test, ossuary_seal(&k, &b, frags, nf,
 							   plen,
-							   vec_large[2].seq),
+							   vec_large[2].seq,
+							   dst),
 					0);
-			ossuary_buf_read(&b, 0, out, len);
+			if (parity)
+				sg_copy_to_buffer(dst, 2, out, len);
+			else
+				ossuary_buf_read(&b, 0, out, len);
 			sha256(out, len, digest);
 			KUNIT_EXPECT_MEMEQ_MSG(test, digest, want,
 					       sizeof(want),
@@ -554,6 +588,8 @@ static void ossuary_test_seal_lent(struct kunit *test)
 	ossuary_buf_free(&b);
 	for (i = 0; i < OSSUARY_TX_FRAGS; i++)
 		__free_page(lent[i]);
+	for (i = 0; i < 2; i++)
+		__free_pages(frag[i], 3);
 }
 
 /*

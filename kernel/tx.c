@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Ossuary TX: pack sendmsg() bytes into DATA records of at most 16 KiB,
- * seal them into order-0 pages and hand the pages to TCP with
- * MSG_SPLICE_PAGES.  Bytes from write() are copied into the record image
- * and sealed in place; pages lent by sendfile() or splice() are not
- * copied at all: the AEAD reads them and writes the ciphertext into the
- * image, which is the only copy (OssuaryTxZeroCopyBytes counts them).
+ * seal each into page fragments and hand those to TCP with
+ * MSG_SPLICE_PAGES.  Bytes from write() are copied into the record's
+ * image (order-0 pages, freed once it is sealed); pages lent by
+ * sendfile() or splice() are not copied at all: the AEAD reads them where
+ * they are (OssuaryTxZeroCopyBytes counts them).  Either way the AEAD
+ * writes the record into fragments of the socket's page_frag, as
+ * tcp_sendmsg() copies into its skbs (kTLS seals into sk_msg pages the
+ * same way): a record pins its own size, not whole pages, from a 1-byte
+ * write to a full 16 KiB record.
  *
  * State, all under the socket lock:
  *   tx_open   the record being filled (MSG_MORE keeps it open);
@@ -22,16 +26,15 @@
  *
  * Memory: every record we hold is charged to the socket as TCP charges
  * its own buffers (sk_wmem_schedule() and sk_mem_charge(): tcp_mem and
- * the socket's memory cgroup), the structure and each page of its
- * image, and uncharged when it is freed.  Sealed records on tx_queue
- * also count in sk_wmem_queued (tx_wmem), so SO_SNDBUF bounds TCP's
- * queue and ours together: a send starts a record only while
- * sk_stream_memory_free(), and a KEY_UPDATE is sealed past a full
- * buffer only OSSUARY_TX_UPDATES_OVER times.  The open record counts
- * in sk_wmem_queued only once sealed, as kTLS's open record.  TCP
- * charges a spliced page by the bytes it carries, so a small sealed
- * record (OSSUARY_TX_PACK_MAX) is copied into a page it shares with the
- * records before it (tx_pack) and pins about its own size, not a page.
+ * the socket's memory cgroup): the structure, each page of its image
+ * while it is open, and its bytes on the wire once sealed; uncharged
+ * when it is freed.  Sealed records on tx_queue also count in
+ * sk_wmem_queued (tx_wmem), so SO_SNDBUF bounds TCP's queue and ours
+ * together: a send starts a record only while sk_stream_memory_free(),
+ * and a KEY_UPDATE is sealed past a full buffer only
+ * OSSUARY_TX_UPDATES_OVER times.  The open record counts in
+ * sk_wmem_queued only once sealed, as kTLS's open record.  Once TCP has
+ * taken a record it charges the bytes itself, as for any spliced page.
  */
 
 #include <linux/kernel.h>
@@ -62,12 +65,6 @@
 
 /* KEY_UPDATEs sealed past a full send buffer before one waits for room */
 #define OSSUARY_TX_UPDATES_OVER	4
-
-/*
- * Sealed records up to this size share a page (ossuary_rec_pack()): a
- * record that keeps a page of its own fills at least half of it.
- */
-#define OSSUARY_TX_PACK_MAX	(PAGE_SIZE / 2)
 
 /*
  * Charge size bytes to the socket for rec: 0, or -ENOBUFS (no memory).
@@ -159,14 +156,22 @@ static void ossuary_rec_put_frags(struct ossuary_tx_rec *rec)
 	rec->nfrags = 0;
 }
 
+static void ossuary_rec_put_pieces(struct ossuary_tx_rec *rec)
+{
+	u32 i;
+
+	for (i = 0; i < rec->npieces; i++)
+		put_page(rec->pieces[i].page);
+	rec->npieces = 0;
+}
+
 static void ossuary_rec_free(struct sock *sk, struct ossuary_tx_rec *rec)
 {
 	if (!rec)
 		return;
 	ossuary_rec_put_frags(rec);
 	ossuary_buf_free(&rec->buf);
-	if (rec->packed)
-		put_page(rec->packed);
+	ossuary_rec_put_pieces(rec);
 	ossuary_rec_uncharge(sk, rec, rec->charged);
 	kfree(rec);
 }
@@ -182,43 +187,45 @@ static void ossuary_rec_dequeue(struct sock *sk, struct ossuary_ctx *ctx,
 }
 
 /*
- * A small sealed record: copy it into the socket's shared page and give
- * its own pages back, so that it pins (and is charged) its size rather
- * than a page while TCP holds it.  A page nobody but us holds any more
- * is reused from its start.  Without a page, the record keeps its own.
+ * Room for a record of len bytes on the wire, from the page_frag TCP's
+ * own sendmsg() would copy into (sk_page_frag(): the task's, or the
+ * socket's for sockets used in memory reclaim), described in dst: 0 or
+ * -ENOMEM.  A record starts where the last one ended and goes on in a
+ * new fragment page when this one is full, so records pack back to back
+ * whatever their size.  A fragment page is reused from its start only
+ * once no skb holds it (skb_page_frag_refill()), so a record's bytes
+ * never change while TCP has them (see MSG_NO_SHARED_FRAGS below).
+ * Process context only: the task's page_frag is not for softirq.
  */
-static void ossuary_rec_pack(struct sock *sk, struct ossuary_ctx *ctx,
-			     struct ossuary_tx_rec *rec)
+static int ossuary_rec_pieces(struct sock *sk, struct ossuary_tx_rec *rec,
+			      u32 len, struct scatterlist *dst)
 {
-	u32 npages;
+	struct page_frag *pfrag = sk_page_frag(sk);
+	u32 at = 0;
 
-	if (rec->len > OSSUARY_TX_PACK_MAX)
-		return;
-	if (!ctx->tx_pack || ctx->tx_pack_off + rec->len > PAGE_SIZE) {
-		if (ctx->tx_pack && page_ref_count(ctx->tx_pack) == 1) {
-			ctx->tx_pack_off = 0;
-		} else {
-			struct page *page = alloc_page(sk->sk_allocation |
-						       __GFP_NOWARN);
+	sock_owned_by_me(sk);
+	sg_init_table(dst, OSSUARY_TX_PIECES);
+	while (at < len) {
+		struct ossuary_tx_piece *p;
 
-			if (!page)
-				return;
-			if (ctx->tx_pack)
-				put_page(ctx->tx_pack);
-			ctx->tx_pack = page;
-			ctx->tx_pack_off = 0;
+		/* the first piece has the header: refill leaves >= 32 bytes */
+		if (WARN_ON_ONCE(rec->npieces == OSSUARY_TX_PIECES) ||
+		    !sk_page_frag_refill(sk, pfrag)) {
+			ossuary_rec_put_pieces(rec);
+			return -ENOMEM;
 		}
+		p = &rec->pieces[rec->npieces];
+		p->page = pfrag->page;
+		p->off = pfrag->offset;
+		p->len = min_t(u32, len - at, pfrag->size - pfrag->offset);
+		get_page(p->page);
+		pfrag->offset += p->len;
+		sg_set_page(&dst[rec->npieces], p->page, p->len, p->off);
+		rec->npieces++;
+		at += p->len;
 	}
-	ossuary_buf_read(&rec->buf, 0,
-			 page_address(ctx->tx_pack) + ctx->tx_pack_off,
-			 rec->len);
-	get_page(ctx->tx_pack);
-	rec->packed = ctx->tx_pack;
-	rec->packed_off = ctx->tx_pack_off;
-	ctx->tx_pack_off += rec->len;
-	npages = ossuary_rec_npages(rec);
-	ossuary_buf_free(&rec->buf);
-	ossuary_rec_uncharge(sk, rec, npages * PAGE_SIZE - rec->len);
+	sg_mark_end(&dst[rec->npieces - 1]);
+	return 0;
 }
 
 static void ossuary_tx_key_update_done(struct sock *sk,
@@ -245,8 +252,10 @@ static void ossuary_tx_fatal(struct sock *sk, struct ossuary_ctx *ctx,
 static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 			     struct ossuary_tx_rec *rec, u8 type)
 {
+	struct scatterlist dst[OSSUARY_TX_PIECES];
 	u8 hdr[OSSUARY_HEADER_LEN];
 	u32 len = OSSUARY_HEADER_LEN + rec->plen + OSSUARY_TAG_LEN;
+	u32 npages;
 	int err;
 
 	sock_owned_by_me(sk);
@@ -258,16 +267,27 @@ static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 		return -EPIPE;
 	if (ctx->tx.seq > OSSUARY_SEQ_LAST)
 		return -EKEYEXPIRED;
-	/* the bytes are reported as sent already: sealed whatever the limit */
-	err = ossuary_rec_buf_alloc(sk, rec, len, true);
+	/*
+	 * The image holds the header (the AAD) and copied plaintext; the
+	 * bytes are reported as sent already: sealed whatever the limit.
+	 */
+	err = ossuary_rec_buf_alloc(sk, rec, OSSUARY_HEADER_LEN + rec->plen,
+				    true);
+	if (!err)
+		err = ossuary_rec_pieces(sk, rec, len, dst);
 	if (err)
 		return -ENOMEM;
+	WARN_ON_ONCE(ossuary_rec_charge(sk, rec, len, true));
 	ossuary_hdr_build(hdr, type, rec->plen + OSSUARY_TAG_LEN);
 	ossuary_buf_write(&rec->buf, 0, hdr, sizeof(hdr));
+	sg_copy_from_buffer(dst, rec->npieces, hdr, sizeof(hdr));
 	err = ossuary_seal(&ctx->tx, &rec->buf, rec->frags, rec->nfrags,
-			   rec->plen, ctx->tx.seq);
-	/* the ciphertext is in the image: lent pages go back */
+			   rec->plen, ctx->tx.seq, dst);
+	/* the record is in its pieces: lent pages and the image go back */
 	ossuary_rec_put_frags(rec);
+	npages = ossuary_rec_npages(rec);
+	ossuary_buf_free(&rec->buf);
+	ossuary_rec_uncharge(sk, rec, npages * PAGE_SIZE);
 	if (err) {
 		/* a sealing failure leaves the stream unusable */
 		ossuary_tx_fatal(sk, ctx, err);
@@ -277,7 +297,6 @@ static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 	ctx->tx_since_update++;
 	rec->len = len;
 	rec->sent = 0;
-	ossuary_rec_pack(sk, ctx, rec);
 	list_add_tail(&rec->list, &ctx->tx_queue);
 	ctx->tx_nrecs++;
 	ctx->tx_wmem += rec->charged;
@@ -335,8 +354,7 @@ static int ossuary_tx_seal_control(struct sock *sk, struct ossuary_ctx *ctx,
 	rec = ossuary_rec_new(sk, &err, true);
 	if (!rec)
 		return -ENOMEM;
-	err = ossuary_rec_buf_alloc(sk, rec, OSSUARY_HEADER_LEN + 1 +
-				    OSSUARY_TAG_LEN, true);
+	err = ossuary_rec_buf_alloc(sk, rec, OSSUARY_HEADER_LEN + 1, true);
 	if (err) {
 		err = -ENOMEM;
 		goto err_free;
@@ -411,36 +429,34 @@ static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx)
 	while ((rec = list_first_entry_or_null(&ctx->tx_queue,
 					       struct ossuary_tx_rec, list))) {
 		while (rec->sent < rec->len) {
-			struct bio_vec bvec[OSSUARY_REC_PAGES];
+			struct bio_vec bvec[OSSUARY_TX_PIECES];
 			struct msghdr msg = {};
-			u32 off = rec->sent, size = rec->len - rec->sent;
+			u32 skip = rec->sent, size = rec->len - rec->sent;
 			int n = 0, ret, own;
+			u32 i;
 
 			if (ossuary_tx_sk_err(sk, ctx) ||
 			    (READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN))
 				return -EPIPE;
 
-			if (rec->packed) {
-				bvec_set_page(&bvec[n++], rec->packed, size,
-					      rec->packed_off + off);
-				off = rec->len;
-			}
-			while (off < rec->len) {
-				u32 poff = offset_in_page(off);
-				u32 chunk = min_t(u32, rec->len - off,
-						  PAGE_SIZE - poff);
+			for (i = 0; i < rec->npieces; i++) {
+				const struct ossuary_tx_piece *p =
+					&rec->pieces[i];
 
-				bvec_set_page(&bvec[n++],
-					      rec->buf.pages[off / PAGE_SIZE],
-					      chunk, poff);
-				off += chunk;
+				if (skip >= p->len) {
+					skip -= p->len;
+					continue;
+				}
+				bvec_set_page(&bvec[n++], p->page,
+					      p->len - skip, p->off + skip);
+				skip = 0;
 			}
 			/*
-			 * Our record pages never change while an skb holds
-			 * them (a shared page is reused only once TCP let go
-			 * of it): a receiver on this host may open the record
-			 * straight from them (see rx.c), as it may not from
-			 * pages a file or a pipe lent to TCP.
+			 * Our record bytes never change while an skb holds
+			 * them (a fragment page is reused only once TCP let
+			 * go of it): a receiver on this host may open the
+			 * record straight from them (see rx.c), as it may
+			 * not from pages a file or a pipe lent to TCP.
 			 */
 			msg.msg_flags = MSG_SPLICE_PAGES | MSG_DONTWAIT |
 					MSG_NOSIGNAL | MSG_NO_SHARED_FRAGS;
@@ -796,9 +812,6 @@ void ossuary_tx_release(struct sock *sk, struct ossuary_ctx *ctx)
 	}
 	WARN_ON_ONCE(ctx->tx_nrecs || ctx->tx_wmem);
 	WRITE_ONCE(ctx->tx_queued, false);
-	if (ctx->tx_pack)
-		put_page(ctx->tx_pack);
-	ctx->tx_pack = NULL;
 	ossuary_keys_free(&ctx->tx);
 	ossuary_stat_add(sk, OSSUARY_MIB_CURR_TX, -1);
 }

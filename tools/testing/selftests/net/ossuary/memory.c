@@ -354,21 +354,14 @@ static const char *const memcg_load_name[] = {
 };
 
 /*
- * A known gap, not a slack (issue 13, open): a sealed record larger than
- * OSSUARY_TX_PACK_MAX (2 KiB) keeps pages of its own, and once TCP took
- * it only TCP's charge is left, by the bytes it carries.  A full 16 KiB
- * record (16,404 bytes) pins 5 pages: the host loses up to 5/4 of what
- * the cgroup is charged when the cgroup is filled with 16 KiB writes.
- * The bound allows that much there and no more; packed records (the
- * 1-byte case, KEY_UPDATEs) get the plain bound.
+ * What the host may lose: what the cgroup is charged and the slack.
+ * Sealed records sit back to back in page fragments and pin the bytes
+ * they carry, which TCP charges once it holds them, so 16 KiB writes
+ * get the same bound as 1-byte writes and KEY_UPDATEs.  (Until issue
+ * 13 a record larger than 2 KiB kept 5 order-0 pages for its 16,404
+ * bytes and the host could lose up to 5/4 of what the cgroup held.)
  */
-static long long memcg_host_bound(enum memcg_load load)
-{
-	if (load == MEMCG_OSS_KEY_UPDATE)
-		return MEMCG_PREFILL * 5 / 4 + (MEMCG_MAX - MEMCG_PREFILL) +
-		       MEMCG_HOST_SLACK;
-	return MEMCG_MAX + MEMCG_HOST_SLACK;
-}
+#define MEMCG_HOST_BOUND	(MEMCG_MAX + MEMCG_HOST_SLACK)
 
 /* What the worker reports (shared memory, written as it goes) */
 struct memcg_report {
@@ -835,7 +828,7 @@ static void memcg_case(struct __test_metadata *_metadata, enum memcg_load load,
 	       "the worker died", r->stopped, r->conns, r->established, r->outq);
 	TH_LOG("  most seen: memory.current %lld KiB, memory.stat sock %lld KiB, host MemAvailable down %lld KiB (bound %lld KiB); memory.peak %lld KiB; memory.events max %lld oom %lld oom_kill %lld",
 	       seen.cur >> 10, seen.sock >> 10, (avail0 - seen.avail) >> 10,
-	       memcg_host_bound(load) >> 10, peak >> 10, ev_max, oom, oom_kill);
+	       MEMCG_HOST_BOUND >> 10, peak >> 10, ev_max, oom, oom_kill);
 	TH_LOG("  after close: memory.current %lld KiB, memory.stat sock %lld KiB",
 	       cur_after >> 10, sock_after >> 10);
 	ASSERT_EQ(0, r->err) TH_LOG("worker: %s: %s", r->step, strerror(r->err));
@@ -858,7 +851,7 @@ static void memcg_case(struct __test_metadata *_metadata, enum memcg_load load,
 	EXPECT_LE(seen.cur, MEMCG_MAX + MEMCG_SLACK);
 	EXPECT_GE(seen.sock, MEMCG_MAX / 2);
 	/* what the host lost is what the cgroup held, about */
-	EXPECT_LE(avail0 - seen.avail, memcg_host_bound(load));
+	EXPECT_LE(avail0 - seen.avail, MEMCG_HOST_BOUND);
 	/* and closing gives it back */
 	EXPECT_LE(cur_after, MEMCG_AFTER_MAX);
 	EXPECT_EQ(0, sock_after);

@@ -181,7 +181,7 @@ int ossuary_reset(OssuaryConnection *conn);
  * 0 when none is left. Reading them is optional, and none is dropped:
  * they are kept in fixed memory as runs of equal events, so a flood of
  * key updates neither loses events nor holds up recv_data. Only when
- * more than 40 runs of key updates wait unread (a peer alternating
+ * about 40 runs of key updates wait unread (a peer alternating
  * KEY_UPDATE(0) and (1)) are the later ones reported grouped by kind,
  * each still once, in place of their exact interleaving.
  */

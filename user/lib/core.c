@@ -138,6 +138,9 @@ void oss_event(OssuaryConnection *c, int ev)
 			last->n_other++;
 		return;
 	}
+	/* Unreachable (internal.h); never overwrite the oldest run if it were. */
+	if (c->ev_count == OSS_EVENTS_MAX)
+		return;
 	last = &c->events[(c->ev_head + c->ev_count) % OSS_EVENTS_MAX];
 	last->ev = ev;
 	last->n = 1;

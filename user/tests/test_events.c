@@ -251,3 +251,58 @@ TEST(alternating_key_updates_in_order_when_polled)
 	ossuary_destroy_connection(&tx);
 	ossuary_destroy_connection(&rx);
 }
+
+/*
+ * The worst a peer can do to the slots, driven straight at the queue:
+ * between every event that can happen only a bounded number of times per
+ * connection, a long alternation of both key-update kinds, none read.
+ * Every event comes out once; none of the bounded ones moves past a key
+ * update, nor a key update past one of them.
+ */
+TEST(bounded_events_keep_their_place_among_key_updates)
+{
+	static const int bounded[OSS_EVENTS_BOUNDED] = {
+		OSSUARY_EVENT_HANDSHAKE_DONE,
+		OSSUARY_EVENT_RESET, OSSUARY_EVENT_HANDSHAKE_DONE,
+		OSSUARY_EVENT_RESET_AFTER_FAILURE, OSSUARY_EVENT_HANDSHAKE_DONE,
+		OSSUARY_EVENT_RESET, OSSUARY_EVENT_HANDSHAKE_DONE,
+		OSSUARY_EVENT_RESET_AFTER_FAILURE, OSSUARY_EVENT_HANDSHAKE_DONE,
+		OSSUARY_EVENT_END_OF_FILE, OSSUARY_EVENT_HANDSHAKE_FAILED,
+	};
+	OssuaryConnection *c = ossuary_create_connection(CONN_TYPE_CLIENT, NULL);
+	size_t b, i, kind[2];
+	int e;
+
+	CHECK(c);
+	for (b = 0; b < OSS_EVENTS_BOUNDED; b++) {
+		for (i = 0; i < 3 * FLOOD; i++)
+			oss_event(c, i & 1 ? OSSUARY_EVENT_KEY_UPDATE_REQUESTED
+					   : OSSUARY_EVENT_KEY_UPDATE);
+		oss_event(c, bounded[b]);
+		CHECK(c->ev_count < OSS_EVENTS_MAX);
+	}
+	for (i = 0; i < 3 * FLOOD; i++)
+		oss_event(c, i & 1 ? OSSUARY_EVENT_KEY_UPDATE_REQUESTED
+				   : OSSUARY_EVENT_KEY_UPDATE);
+	/* the most slots this can take: all of them, and no more */
+	CHECK_EQ(c->ev_count, OSS_EVENTS_MAX);
+	for (b = 0; b < OSS_EVENTS_BOUNDED; b++) {
+		kind[0] = kind[1] = 0;
+		for (i = 0; i < 3 * FLOOD; i++) {
+			e = ossuary_next_event(c);
+			CHECK(e == OSSUARY_EVENT_KEY_UPDATE ||
+			      e == OSSUARY_EVENT_KEY_UPDATE_REQUESTED);
+			kind[e == OSSUARY_EVENT_KEY_UPDATE_REQUESTED]++;
+		}
+		CHECK_EQ(kind[0], 3 * FLOOD / 2);
+		CHECK_EQ(kind[1], 3 * FLOOD / 2);
+		CHECK_EQ(ossuary_next_event(c), bounded[b]);
+	}
+	for (i = 0; i < 3 * FLOOD; i++) {
+		e = ossuary_next_event(c);
+		CHECK(e == OSSUARY_EVENT_KEY_UPDATE ||
+		      e == OSSUARY_EVENT_KEY_UPDATE_REQUESTED);
+	}
+	CHECK_EQ(ossuary_next_event(c), OSSUARY_EVENT_NONE);
+	ossuary_destroy_connection(&c);
+}

@@ -178,7 +178,12 @@ int ossuary_reset(OssuaryConnection *conn);
  * Events, in the order they happened, for applications that want more
  * than the return codes say (a key update applied, for instance).
  * ossuary_next_event() returns the oldest unread one and forgets it, or
- * 0 when none is left. At most the last 32 are kept.
+ * 0 when none is left. Reading them is optional, and none is dropped:
+ * they are kept in fixed memory as runs of equal events, so a flood of
+ * key updates neither loses events nor holds up recv_data. Only when
+ * about 40 runs of key updates wait unread (a peer alternating
+ * KEY_UPDATE(0) and (1)) are the later ones reported grouped by kind,
+ * each still once, in place of their exact interleaving.
  */
 enum {
 	OSSUARY_EVENT_NONE = 0,

@@ -112,28 +112,65 @@ ssize_t ossuary_flush(OssuaryConnection *conn, uint8_t *out, size_t out_len)
 
 /* ---- Events ---- */
 
+static bool is_key_update_event(int ev)
+{
+	return ev == OSSUARY_EVENT_KEY_UPDATE ||
+	       ev == OSSUARY_EVENT_KEY_UPDATE_REQUESTED;
+}
+
+/* Never drops: internal.h says why a slot is free whenever one is needed. */
 void oss_event(OssuaryConnection *c, int ev)
 {
-	unsigned int slot = (c->ev_head + c->ev_count) % OSS_EVENTS_MAX;
+	struct oss_ev_run *last = NULL;
 
-	c->events[slot] = ev;
-	if (c->ev_count < OSS_EVENTS_MAX)
-		c->ev_count++;
-	else
-		c->ev_head = (c->ev_head + 1) % OSS_EVENTS_MAX;
+	if (c->ev_count)
+		last = &c->events[(c->ev_head + c->ev_count - 1) % OSS_EVENTS_MAX];
+	if (last && last->ev == ev && last->n_other == 0) {
+		last->n++;
+		return;
+	}
+	if (last && is_key_update_event(ev) && is_key_update_event(last->ev) &&
+	    c->ev_count >= OSS_EVENTS_MAX - OSS_EVENTS_RESERVE) {
+		/* Out of key-update slots: counted in the last run, by kind. */
+		if (ev == last->ev)
+			last->n++;
+		else
+			last->n_other++;
+		return;
+	}
+	/* Unreachable (internal.h); never overwrite the oldest run if it were. */
+	if (c->ev_count == OSS_EVENTS_MAX)
+		return;
+	last = &c->events[(c->ev_head + c->ev_count) % OSS_EVENTS_MAX];
+	last->ev = ev;
+	last->n = 1;
+	last->n_other = 0;
+	c->ev_count++;
 }
 
 int ossuary_next_event(OssuaryConnection *conn)
 {
+	struct oss_ev_run *run;
 	int ev;
 
 	if (!conn)
 		return OSSUARY_ERR_INVALID;
 	if (conn->ev_count == 0)
 		return OSSUARY_EVENT_NONE;
-	ev = conn->events[conn->ev_head];
-	conn->ev_head = (conn->ev_head + 1) % OSS_EVENTS_MAX;
-	conn->ev_count--;
+	run = &conn->events[conn->ev_head];
+	if (run->n) {
+		ev = run->ev;
+		run->n--;
+	} else {
+		ev = run->ev == OSSUARY_EVENT_KEY_UPDATE ?
+			     OSSUARY_EVENT_KEY_UPDATE_REQUESTED :
+			     OSSUARY_EVENT_KEY_UPDATE;
+		run->n_other--;
+	}
+	if (run->n == 0 && run->n_other == 0) {
+		conn->ev_head = (conn->ev_head + 1) % OSS_EVENTS_MAX;
+		conn->ev_count--;
+	}
 	return ev;
 }
 

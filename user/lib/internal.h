@@ -39,7 +39,25 @@
 #define OSS_OUTQ_SIZE 2048
 #define OSS_OUTQ_RESERVE 256
 
-#define OSS_EVENTS_MAX 32
+/*
+ * Pending events are kept as runs: consecutive equal events share one
+ * slot and a count, so a peer's flood of KEY_UPDATEs of one kind takes
+ * one slot however long it is, and nothing is ever dropped.
+ *
+ * Only the two key-update events are unbounded; the others happen a
+ * bounded number of times per connection (OSS_EVENTS_BOUNDED: the first
+ * HANDSHAKE_DONE, a reset event and a HANDSHAKE_DONE per reset,
+ * END_OF_FILE, HANDSHAKE_FAILED). Key-update runs may start a new slot
+ * only while fewer than OSS_EVENTS_MAX - OSS_EVENTS_RESERVE are taken,
+ * or right after one of the bounded events; past that, a key update of
+ * the other kind joins the last run as its "other" count (reported after
+ * the run's own kind). The reserve covers every bounded event and the
+ * one key-update run each may be followed by, so a slot is always free
+ * when one is needed, and the memory a peer can make us hold is fixed.
+ */
+#define OSS_EVENTS_MAX 64
+#define OSS_EVENTS_BOUNDED (1 + 2 * OSS_MAX_RESETS + 2)
+#define OSS_EVENTS_RESERVE (2 * OSS_EVENTS_BOUNDED)
 #define OSS_INJECT_MAX 8
 #define OSS_MAX_AUTHORIZED 65536
 #define OSS_MAX_RESETS 4	/* reset exchanges allowed; the fifth is refused */
@@ -117,7 +135,11 @@ struct OssuaryConnection {
 	size_t outq_len;
 	size_t outq_reply_ku_end;	/* end of a not yet flushed KEY_UPDATE(0) reply, or 0 */
 
-	int events[OSS_EVENTS_MAX];
+	struct oss_ev_run {
+		int ev;			/* OSSUARY_EVENT_* */
+		uint64_t n;		/* ev, this many times in a row */
+		uint64_t n_other;	/* then the other key-update kind, this many */
+	} events[OSS_EVENTS_MAX];
 	unsigned int ev_head, ev_count;
 
 	struct ossuary_sock *sock;

@@ -802,6 +802,41 @@ TEST(corrupted_record_resets_and_rehandshakes)
 	teardown(&s);
 }
 
+/*
+ * A peer's flood of key updates before any data: a reader that never
+ * asks for events is not held up, and the events are all there when it
+ * does ask, requests and not, in order while they came in runs.
+ */
+TEST(key_update_flood_then_data)
+{
+	struct setup s;
+	char b[16];
+	int e, n[2] = { 0, 0 }, first = 1, i;
+
+	setup_pair(&s, AF_INET);
+	for (i = 0; i < 200; i++) {
+		CHECK_EQ(ossuary_key_update(s.client, i >= 100), OSSUARY_OK);
+		CHECK_EQ(ossuary_write(s.client, s.fds[0], NULL, 0), 0);
+	}
+	CHECK_EQ(ossuary_write(s.client, s.fds[0], "after", 5), 5);
+	CHECK_EQ(read_exact(s.server, s.fds[1], b, 5), 5);
+	CHECK_MEM(b, "after", 5);
+	while ((e = ossuary_next_event(s.server)) > 0) {
+		if (first && e == OSSUARY_EVENT_HANDSHAKE_DONE)
+			continue;
+		first = 0;
+		CHECK(e == OSSUARY_EVENT_KEY_UPDATE ||
+		      e == OSSUARY_EVENT_KEY_UPDATE_REQUESTED);
+		/* every KEY_UPDATE(0) comes before the first request */
+		CHECK(e == OSSUARY_EVENT_KEY_UPDATE_REQUESTED || n[1] == 0);
+		n[e == OSSUARY_EVENT_KEY_UPDATE_REQUESTED]++;
+	}
+	CHECK_EQ(n[0], 100);
+	CHECK_EQ(n[1], 100);
+	ping_pong(&s);
+	teardown(&s);
+}
+
 /* An application-initiated RESET and KEY_UPDATE pushed with a zero write. */
 TEST(key_update_and_reset_through_zero_write)
 {

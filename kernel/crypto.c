@@ -489,8 +489,8 @@ int ossuary_buf_alloc(struct ossuary_buf *b, unsigned int len, gfp_t gfp)
 EXPORT_SYMBOL_IF_KUNIT(ossuary_buf_alloc);
 
 /*
- * Drop our references.  A page that TCP still holds through a spliced
- * skb fragment stays alive until TCP lets it go.
+ * Drop our references.  A page that a pipe still holds (RX's splice
+ * lends rxb's pages) stays alive until the pipe lets it go.
  */
 void ossuary_buf_free(struct ossuary_buf *b)
 {

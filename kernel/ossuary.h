@@ -24,7 +24,11 @@
 
 /* Largest record on the wire: header plus the largest sealed body. */
 #define OSSUARY_REC_MAX		(OSSUARY_HEADER_LEN + OSSUARY_MAX_BODY)
-/* Order-0 pages that hold one record; never ask for a high-order page. */
+/*
+ * Order-0 pages that hold one record's image (RX, and TX plaintext):
+ * never a high-order page there.  TX's sealed records go into page
+ * fragments instead (struct ossuary_tx_piece).
+ */
 #define OSSUARY_REC_PAGES	DIV_ROUND_UP(OSSUARY_REC_MAX, PAGE_SIZE)
 /* One scatterlist entry per page, plus one spare for a chain end. */
 #define OSSUARY_REC_SG		(OSSUARY_REC_PAGES + 1)
@@ -71,7 +75,7 @@ struct ossuary_tx_frag {
 /*
  * A piece of a sealed record as TCP gets it: bytes of a page fragment
  * taken from the socket's page_frag (sk_page_frag()), as tcp_sendmsg()
- * fills its own skbs, so a record pins its size and not whole pages.
+ * fills its own skbs, so a record takes its size and not whole pages.
  */
 struct ossuary_tx_piece {
 	struct page *page;	/* we hold a reference */
@@ -100,6 +104,7 @@ struct ossuary_tx_rec {
 	u32 len;	/* sealed: bytes on the wire */
 	u32 sent;	/* sealed: bytes already handed to TCP */
 	u32 charged;	/* bytes charged to the socket (sk_mem_charge) */
+	u32 img_charged;	/* of which for buf's pages */
 	/* sealed: the record on the wire, in order */
 	u32 npieces;
 	struct ossuary_tx_piece pieces[OSSUARY_TX_PIECES];

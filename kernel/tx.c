@@ -8,8 +8,8 @@
  * they are (OssuaryTxZeroCopyBytes counts them).  Either way the AEAD
  * writes the record into fragments of the socket's page_frag, as
  * tcp_sendmsg() copies into its skbs (kTLS seals into sk_msg pages the
- * same way): a record pins its own size, not whole pages, from a 1-byte
- * write to a full 16 KiB record.
+ * same way): a record is charged and takes its own size, not whole
+ * pages, from a 1-byte write to a full 16 KiB record.
  *
  * State, all under the socket lock:
  *   tx_open   the record being filled (MSG_MORE keeps it open);
@@ -58,7 +58,7 @@
  * Sealed records TCP has not taken yet, past which no KEY_UPDATE is
  * sealed until it takes some: neither a peer that sends KEY_UPDATE(1)
  * after KEY_UPDATE(1) while it reads nothing nor a local caller asking
- * again and again may make us hold a page per record without end.  A
+ * again and again may make us hold records without end.  A
  * send adds at most one DATA record and the updates sealed before it.
  */
 #define OSSUARY_TX_QUEUE_MAX	8
@@ -133,6 +133,7 @@ static int ossuary_rec_buf_alloc(struct sock *sk, struct ossuary_tx_rec *rec,
 				 u32 len, bool must)
 {
 	u32 have = ossuary_rec_npages(rec), want = DIV_ROUND_UP(len, PAGE_SIZE);
+	u32 before;
 	int err;
 
 	if (want <= have)
@@ -141,10 +142,20 @@ static int ossuary_rec_buf_alloc(struct sock *sk, struct ossuary_tx_rec *rec,
 		return -ENOBUFS;
 	err = ossuary_buf_alloc(&rec->buf, len, sk->sk_allocation);
 	/* what was allocated is charged, even if not all of it */
+	before = rec->charged;
 	WARN_ON_ONCE(ossuary_rec_charge(sk, rec,
 					(ossuary_rec_npages(rec) - have) *
 					PAGE_SIZE, must));
+	rec->img_charged += rec->charged - before;
 	return err;
+}
+
+/* Sealed: the image goes, and exactly what it was charged with it. */
+static void ossuary_rec_buf_free(struct sock *sk, struct ossuary_tx_rec *rec)
+{
+	ossuary_buf_free(&rec->buf);
+	ossuary_rec_uncharge(sk, rec, rec->img_charged);
+	rec->img_charged = 0;
 }
 
 static void ossuary_rec_put_frags(struct ossuary_tx_rec *rec)
@@ -195,7 +206,8 @@ static void ossuary_rec_dequeue(struct sock *sk, struct ossuary_ctx *ctx,
  * whatever their size.  A fragment page is reused from its start only
  * once no skb holds it (skb_page_frag_refill()), so a record's bytes
  * never change while TCP has them (see MSG_NO_SHARED_FRAGS below).
- * Process context only: the task's page_frag is not for softirq.
+ * Process context only: the task's page_frag is not for softirq (a
+ * kworker's is fine: tx_work and rx_work seal with it).
  */
 static int ossuary_rec_pieces(struct sock *sk, struct ossuary_tx_rec *rec,
 			      u32 len, struct scatterlist *dst)
@@ -204,6 +216,7 @@ static int ossuary_rec_pieces(struct sock *sk, struct ossuary_tx_rec *rec,
 	u32 at = 0;
 
 	sock_owned_by_me(sk);
+	might_sleep();
 	sg_init_table(dst, OSSUARY_TX_PIECES);
 	while (at < len) {
 		struct ossuary_tx_piece *p;
@@ -255,7 +268,6 @@ static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 	struct scatterlist dst[OSSUARY_TX_PIECES];
 	u8 hdr[OSSUARY_HEADER_LEN];
 	u32 len = OSSUARY_HEADER_LEN + rec->plen + OSSUARY_TAG_LEN;
-	u32 npages;
 	int err;
 
 	sock_owned_by_me(sk);
@@ -268,16 +280,16 @@ static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 	if (ctx->tx.seq > OSSUARY_SEQ_LAST)
 		return -EKEYEXPIRED;
 	/*
-	 * The image holds the header (the AAD) and copied plaintext; the
-	 * bytes are reported as sent already: sealed whatever the limit.
+	 * The image holds the header (the AAD) and the copied plaintext,
+	 * which ossuary_rec_fill() gave pages; a record of lent pages
+	 * needs one for its header only.  The bytes are reported as sent
+	 * already: sealed whatever the limit.
 	 */
-	err = ossuary_rec_buf_alloc(sk, rec, OSSUARY_HEADER_LEN + rec->plen,
-				    true);
+	err = ossuary_rec_buf_alloc(sk, rec, OSSUARY_HEADER_LEN, true);
 	if (!err)
 		err = ossuary_rec_pieces(sk, rec, len, dst);
 	if (err)
 		return -ENOMEM;
-	WARN_ON_ONCE(ossuary_rec_charge(sk, rec, len, true));
 	ossuary_hdr_build(hdr, type, rec->plen + OSSUARY_TAG_LEN);
 	ossuary_buf_write(&rec->buf, 0, hdr, sizeof(hdr));
 	sg_copy_from_buffer(dst, rec->npieces, hdr, sizeof(hdr));
@@ -285,14 +297,15 @@ static int __ossuary_tx_seal(struct sock *sk, struct ossuary_ctx *ctx,
 			   rec->plen, ctx->tx.seq, dst);
 	/* the record is in its pieces: lent pages and the image go back */
 	ossuary_rec_put_frags(rec);
-	npages = ossuary_rec_npages(rec);
-	ossuary_buf_free(&rec->buf);
-	ossuary_rec_uncharge(sk, rec, npages * PAGE_SIZE);
+	ossuary_rec_buf_free(sk, rec);
 	if (err) {
 		/* a sealing failure leaves the stream unusable */
+		ossuary_rec_put_pieces(rec);
 		ossuary_tx_fatal(sk, ctx, err);
 		return err;
 	}
+	/* from now on charged by its bytes on the wire, as TCP charges them */
+	ossuary_rec_charge(sk, rec, len, true);
 	ctx->tx.seq++;
 	ctx->tx_since_update++;
 	rec->len = len;
@@ -453,8 +466,9 @@ static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx)
 			}
 			/*
 			 * Our record bytes never change while an skb holds
-			 * them (a fragment page is reused only once TCP let
-			 * go of it): a receiver on this host may open the
+			 * them (a fragment page is reused from its start only
+			 * when nobody else holds it; otherwise records go on
+			 * after the bytes already there): a receiver on this host may open the
 			 * record straight from them (see rx.c), as it may
 			 * not from pages a file or a pipe lent to TCP.
 			 */

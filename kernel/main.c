@@ -459,6 +459,15 @@ static bool ossuary_has_psock(struct sock *sk)
 }
 
 /* Called by tcp_set_ulp() with the socket locked. */
+/*
+ * What an idle offloaded socket costs is mostly its context: keep it in
+ * kmalloc-512 (a field in the wrong place pushes it to kmalloc-1k).
+ * Lock debugging makes work_struct larger, so only plain 64-bit builds
+ * are held to it.
+ */
+static_assert(!IS_ENABLED(CONFIG_64BIT) || IS_ENABLED(CONFIG_LOCKDEP) ||
+	      sizeof(struct ossuary_ctx) <= 512);
+
 static int ossuary_init(struct sock *sk)
 {
 	struct inet_connection_sock *icsk = inet_csk(sk);

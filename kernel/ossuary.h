@@ -163,7 +163,6 @@ struct ossuary_ctx {
 	 * from softirq.  Fields read by poll() without the lock are
 	 * written with WRITE_ONCE.
 	 */
-	bool rx_installed;
 	struct ossuary_keys rx;
 	/*
 	 * The record being framed/opened.  Its pages are allocated as bytes
@@ -171,7 +170,6 @@ struct ossuary_ctx {
 	 * lent them to a pipe (rx_lent).
 	 */
 	struct ossuary_buf rxb;
-	bool rx_lent;
 	struct work_struct rx_work;	/* framing when softirq had no memory */
 	u32 rx_have;			/* bytes of it gathered */
 	u32 rx_need;			/* header, then header + body */
@@ -185,6 +183,8 @@ struct ossuary_ctx {
 	 */
 	bool rx_inq;
 	bool rx_stage;
+	bool rx_installed;
+	bool rx_lent;			/* see rxb */
 	struct scatterlist *rx_src;
 	bool rx_ready;			/* a whole sealed DATA record is ready */
 	bool rx_open;			/* rxb holds opened DATA, rx_off.. */

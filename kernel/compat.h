@@ -26,7 +26,9 @@
  *    through the socket's read_iter;
  *  - <linux/unaligned.h> (6.12): <asm/unaligned.h>;
  *  - skb_frags_readable() (6.12, device memory TCP): before it, every
- *    frag is memory the CPU can read.
+ *    frag is memory the CPU can read;
+ *  - ICSK_ACK_NOMEM (tested here on 6.12): ossuary_tcp_rcv_nomem() is
+ *    false before it.
  */
 #ifndef _OSSUARY_COMPAT_H
 #define _OSSUARY_COMPAT_H
@@ -65,6 +67,23 @@
 static inline bool skb_frags_readable(const struct sk_buff *skb)
 {
 	return true;
+}
+#endif
+
+/*
+ * TCP just had no memory for an arriving segment (6.12 marks the ACK it
+ * owes for it; the data_ready it calls then comes before the ACK).
+ * 6.1 does not say; the receive memory test stands in for it there.
+ */
+#if OSSUARY_KERNEL_SINCE(6, 12, 0)
+static inline bool ossuary_tcp_rcv_nomem(const struct sock *sk)
+{
+	return READ_ONCE(inet_csk(sk)->icsk_ack.pending) & ICSK_ACK_NOMEM;
+}
+#else
+static inline bool ossuary_tcp_rcv_nomem(const struct sock *sk)
+{
+	return false;
 }
 #endif
 

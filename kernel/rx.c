@@ -6,24 +6,27 @@
  * Framing runs from sk_data_ready (softirq, bh socket lock) as data
  * arrives, and from recvmsg (owner of the socket lock) when the reader
  * has consumed the previous record, so both contexts are serialised by
- * the socket lock.  A DATA record found whole in TCP's receive queue
- * when it is framed stays there: its header is read from there, and it
- * is opened straight from TCP's skbs, then taken out with
- * tcp_read_done() (OssuaryRxSkbRecords): no copy of the sealed bytes.
- * That is the case whenever the reader is behind the network.
+ * the socket lock.  A DATA record stays in TCP's receive queue: while
+ * it is still arriving it waits there for the rest, and once it is
+ * whole its header is read from there, and it is opened straight from
+ * TCP's skbs, then taken out with tcp_read_done() (OssuaryRxSkbRecords):
+ * no copy of the sealed bytes.
  *
  * Other records are copied out of TCP by a tcp_read_sock() actor into
  * ctx->rxb, a set of order-0 pages allocated as bytes arrive
  * (OssuaryRxStagedBytes), with the header checked as soon as its four
  * bytes are in (a bad one latches EPROTO): control records and empty
- * ones (a few bytes); a DATA record still arriving, so that TCP's
- * window never waits on a record held back in its queue (a plain TCP
- * reader takes what has come, too); one that TCP holds in too many
- * pieces; and one whose pages a local sender may still write to
- * (SKBFL_SHARED_FRAG: a record is read twice, once to verify it and
- * once to decrypt it, so it must not change in between).  While a
- * whole record waits for the reader nothing more is taken from TCP, so
- * TCP's receive window is the backpressure, as for a plain TCP reader.
+ * ones (a few bytes); a DATA record still arriving when TCP could not
+ * take the rest of it while it waits (window down to a segment, receive
+ * memory short, FIN: ossuary_rx_wait_or_copy(), kTLS's rule), so that
+ * TCP's window never waits on a record held back in its queue; one that
+ * TCP holds in too many pieces; and one whose pages a local sender may
+ * still write to (SKBFL_SHARED_FRAG: a record is read twice, once to
+ * verify it and once to decrypt it, so it must not change in between).
+ * While a whole record waits for the reader nothing more is taken from
+ * TCP, so TCP's receive window is the backpressure, as for a plain TCP
+ * reader; a read frames what follows before it returns
+ * (ossuary_rx_refill()).
  *
  * Control records (KEY_UPDATE, DISCONNECT, RESET) and empty DATA
  * records carry at most one byte: they are opened as soon as they are
@@ -410,34 +413,79 @@ static void ossuary_rx_stage(struct ossuary_ctx *ctx)
 	WRITE_ONCE(ctx->rx_avail, false);
 }
 
+/* What the framer does with the next record in TCP's receive queue */
+enum ossuary_rx_frame {
+	OSSUARY_RX_FRAME_COPY,	/* the copying actor frames it */
+	OSSUARY_RX_FRAME_READY,	/* whole there: framed, opened from there */
+	OSSUARY_RX_FRAME_WAIT,	/* still arriving: left there for now */
+};
+
+/*
+ * A record still arriving is left in TCP's queue until the rest is in
+ * (each arriving segment calls data_ready, which frames again), unless
+ * TCP could not take the rest meanwhile, as kTLS decides: the window
+ * left to the peer is down to about one segment, the socket's receive
+ * memory is nearly all used, or memory is short (TCP's own test for
+ * waking a reader whatever its SO_RCVLOWAT, with a target no queue
+ * reaches); TCP just dropped a segment for want of memory (it calls
+ * data_ready then too); or the rest will never come (FIN).  Then copy
+ * mode: this record is copied out as it comes, to its end (rx_stage).
+ * TCP never moves the right edge of its window back, so as long as more
+ * than a segment of it is left the peer can send, and its segment
+ * brings data_ready; when it is not, the record is copied now.
+ */
+static enum ossuary_rx_frame ossuary_rx_wait_or_copy(struct sock *sk,
+						     struct ossuary_ctx *ctx)
+{
+	if (!tcp_epollin_ready(sk, INT_MAX) && !ossuary_tcp_rcv_nomem(sk) &&
+	    !(READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN) &&
+	    !sock_flag(sk, SOCK_DONE))
+		return OSSUARY_RX_FRAME_WAIT;
+	ctx->rx_stage = true;
+	return OSSUARY_RX_FRAME_COPY;
+}
+
 /*
  * Frame the next record where it lies in TCP's receive queue if it is a
- * DATA record that is all there and can be opened from there: true,
- * and it is ready.  False for the copying actor to frame it (see the
- * top of the file), and to report a bad header, urgent data or bytes
- * after DISCONNECT(0).
+ * DATA record that is all there and can be opened from there (READY).
+ * A DATA record (or a header) still arriving waits there (WAIT) or is
+ * copied (see ossuary_rx_wait_or_copy()).  The copying actor frames
+ * everything else (see the top of the file), and reports a bad header,
+ * urgent data or bytes after DISCONNECT(0).  Whether a record is whole
+ * is TCP's count of bytes in order (tcp_inq()), never the queue walk:
+ * a record the walk cannot describe is copied, it never waits.
  */
-static bool ossuary_rx_frame_inq(struct sock *sk, struct ossuary_ctx *ctx)
+static enum ossuary_rx_frame ossuary_rx_frame_inq(struct sock *sk,
+						  struct ossuary_ctx *ctx)
 {
 	struct ossuary_rx_map m = { .max = OSSUARY_RX_SKB_SG };
 	u8 hdr[OSSUARY_HEADER_LEN], *to = hdr;
-	u32 inq = tcp_inq(sk), blen;
+	u32 inq, blen;
 	u8 type;
 
+	lockdep_assert(lockdep_sock_is_held(sk));
 	if (ctx->rx_have || ctx->rx_stage || ctx->rx_eof ||
-	    READ_ONCE(tcp_sk(sk)->urg_data) || inq <= OSSUARY_HEADER_LEN ||
-	    ossuary_rx_inq_walk(sk, sizeof(hdr), ossuary_rx_inq_copy, &to) ||
+	    READ_ONCE(tcp_sk(sk)->urg_data))
+		return OSSUARY_RX_FRAME_COPY;
+	inq = tcp_inq(sk);
+	if (!inq)
+		return OSSUARY_RX_FRAME_COPY;
+	if (inq < OSSUARY_HEADER_LEN)
+		return ossuary_rx_wait_or_copy(sk, ctx);
+	if (ossuary_rx_inq_walk(sk, sizeof(hdr), ossuary_rx_inq_copy, &to) ||
 	    ossuary_hdr_check(hdr, &type, &blen) ||
-	    type != OSSUARY_RECORD_DATA || blen <= OSSUARY_TAG_LEN ||
-	    inq < OSSUARY_HEADER_LEN + blen ||
-	    ossuary_rx_inq_walk(sk, OSSUARY_HEADER_LEN + blen,
+	    type != OSSUARY_RECORD_DATA || blen <= OSSUARY_TAG_LEN)
+		return OSSUARY_RX_FRAME_COPY;
+	if (inq < OSSUARY_HEADER_LEN + blen)
+		return ossuary_rx_wait_or_copy(sk, ctx);
+	if (ossuary_rx_inq_walk(sk, OSSUARY_HEADER_LEN + blen,
 				ossuary_rx_map_cb, &m))
-		return false;
+		return OSSUARY_RX_FRAME_COPY;
 	ctx->rx_inq = true;
 	ctx->rx_type = type;
 	ctx->rx_need = OSSUARY_HEADER_LEN + blen;
 	ctx->rx_ready = true;
-	return true;
+	return OSSUARY_RX_FRAME_READY;
 }
 
 static void ossuary_rx_open_small(struct sock *sk, struct ossuary_ctx *ctx);
@@ -463,9 +511,16 @@ static void ossuary_rx_process(struct sock *sk, struct ossuary_ctx *ctx,
 	lockdep_assert(lockdep_sock_is_held(sk));
 	while (!ctx->rx_err && !ctx->rx_open) {
 		/* a small record softirq left ready is opened first */
-		if (!ctx->rx_ready && !ossuary_rx_frame_inq(sk, ctx)) {
-			desc.count = 1;
-			tcp_read_sock(sk, &desc, ossuary_rx_actor);
+		if (!ctx->rx_ready) {
+			enum ossuary_rx_frame f = ossuary_rx_frame_inq(sk, ctx);
+
+			/* the rest of the record will call data_ready */
+			if (f == OSSUARY_RX_FRAME_WAIT)
+				break;
+			if (f == OSSUARY_RX_FRAME_COPY) {
+				desc.count = 1;
+				tcp_read_sock(sk, &desc, ossuary_rx_actor);
+			}
 		}
 		if (!ctx->rx_ready) {
 			/*
@@ -980,6 +1035,27 @@ static int ossuary_rx_idle(struct sock *sk, struct ossuary_ctx *ctx,
 	return 1;
 }
 
+/*
+ * Before a read or splice returns (socket lock owned): frame what
+ * follows the records it took.  While a record waits for the reader
+ * nothing behind it is framed, and TCP may call data_ready no more (the
+ * peer has sent all, or the window is closed): a whole record must be
+ * framed now for poll() to see it, and one still arriving may have to
+ * be copied now for the window to open (ossuary_rx_wait_or_copy()).
+ * Pollers are woken when that made the socket readable.
+ */
+static void ossuary_rx_refill(struct sock *sk, struct ossuary_ctx *ctx)
+{
+	bool was = ossuary_rx_readable(sk, ctx);
+
+	sock_owned_by_me(sk);
+	if (ctx->rx_err || ctx->rx_ready || ctx->rx_open)
+		return;
+	ossuary_rx_process(sk, ctx, sk->sk_allocation);
+	if (!was && ossuary_rx_readable(sk, ctx))
+		ctx->saved_data_ready(sk);
+}
+
 static void ossuary_rx_put_type(struct msghdr *msg, u8 type, bool *typed)
 {
 	if (!*typed && msg->msg_controllen)
@@ -1140,6 +1216,7 @@ out:
 	 * to KEY_UPDATE(1), or DISCONNECT(1) after a failure.  Sealed now,
 	 * before the read returns, rather than by tx_work later.
 	 */
+	ossuary_rx_refill(sk, ctx);
 	ossuary_tx_settle(sk, ctx);
 	release_sock(sk);
 	return copied ? copied : err;
@@ -1241,6 +1318,7 @@ ssize_t ossuary_splice_read(struct socket *sock, loff_t *ppos,
 			ossuary_rx_next(ctx);
 	}
 out:
+	ossuary_rx_refill(sk, ctx);
 	ossuary_tx_settle(sk, ctx);
 	release_sock(sk);
 	return ret;

@@ -236,6 +236,204 @@ TEST_F(rxpath, record_larger_than_receive_buffer_arrives)
 }
 
 /*
+ * Write the sealed stream a record at a time, each record in pieces of
+ * at most `piece` bytes with `gap_ms` between pieces (TCP_NODELAY: each
+ * piece is a segment of its own), so that the reader meets every record
+ * while it is still arriving.  For a child: 0 or 1.
+ */
+static int write_in_pieces(int fd, const uint8_t *stream, int nrec,
+			   size_t wirelen, size_t piece, int gap_ms)
+{
+	if (oss_nodelay(fd))
+		return 1;
+	for (int i = 0; i < nrec; i++) {
+		for (size_t at = 0; at < wirelen; at += piece) {
+			size_t n = wirelen - at < piece ? wirelen - at : piece;
+
+			if (oss_write_all(fd, stream + i * wirelen + at, n) !=
+			    (ssize_t)n)
+				return 1;
+			if (gap_ms)
+				oss_msleep(gap_ms);
+		}
+	}
+	return 0;
+}
+
+#define NPIECES_REC	8
+
+/*
+ * Records that arrive in pieces while the reader waits for them (the
+ * usual case on a network: a record spans several segments) wait in
+ * TCP's queue until they are whole, and are opened from there: no byte
+ * of them is copied out of TCP first.
+ */
+TEST_F(rxpath, records_arriving_in_pieces_open_from_tcp)
+{
+	static uint8_t pt[NPIECES_REC * RECLEN];
+	static uint8_t stream[NPIECES_REC * WIRELEN];
+	static uint8_t got[NPIECES_REC * RECLEN];
+	struct rx_counts d;
+	size_t n;
+	pid_t pid;
+	int err;
+
+	oss_fill(pt, sizeof(pt), 16);
+	n = seal_stream(&self->to_k, stream, NPIECES_REC, RECLEN, pt);
+	ASSERT_EQ(sizeof(stream), n);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(write_in_pieces(self->pfd, stream, NPIECES_REC, WIRELEN,
+				      WIRELEN / 2 + 1, 20));
+	ASSERT_EQ((ssize_t)sizeof(got),
+		  oss_read_full(self->kfd, got, sizeof(got), &err))
+		TH_LOG("%s", strerror(err));
+	EXPECT_EQ(0, oss_wait_child(pid));
+	EXPECT_EQ(0, memcmp(pt, got, sizeof(pt)));
+	rx_since(&d, &self->before);
+	TH_LOG("opened %lld: %lld from skbs, %lld bytes staged, %lld copied",
+	       d.opened, d.skb, d.staged, d.copied);
+	EXPECT_EQ(NPIECES_REC, d.opened);
+	/* one record may meet a window closed by the ones before it */
+	EXPECT_LE(NPIECES_REC - 1, d.skb);
+	EXPECT_LE(d.staged, (NPIECES_REC - d.skb) * WIRELEN);
+	EXPECT_EQ(0, d.copied);
+}
+
+/*
+ * Half a record in TCP is nothing to read: poll() does not report it and
+ * a nonblocking read finds nothing.  The rest of it wakes poll(), and
+ * the record is opened from TCP's skbs with nothing copied first.
+ */
+TEST_F(rxpath, poll_reports_a_record_once_it_is_whole)
+{
+	static uint8_t pt[RECLEN], stream[WIRELEN], got[RECLEN];
+	struct rx_counts d;
+	size_t n, half = WIRELEN / 2;
+
+	oss_fill(pt, sizeof(pt), 17);
+	n = seal_stream(&self->to_k, stream, 1, RECLEN, pt);
+	ASSERT_EQ(0, oss_nodelay(self->pfd));
+	ASSERT_EQ((ssize_t)half, oss_write_all(self->pfd, stream, half));
+	ASSERT_EQ(0, oss_wait_acked(self->pfd, 5000));
+	EXPECT_EQ(0, oss_wait_in(self->kfd, 300) & POLLIN);
+	EXPECT_EQ(-1, recv(self->kfd, got, sizeof(got), MSG_DONTWAIT));
+	EXPECT_EQ(EAGAIN, errno);
+	ASSERT_EQ((ssize_t)(n - half),
+		  oss_write_all(self->pfd, stream + half, n - half));
+	EXPECT_NE(0, oss_wait_in(self->kfd, 5000) & POLLIN);
+	EXPECT_EQ((ssize_t)sizeof(got),
+		  recv(self->kfd, got, sizeof(got), MSG_DONTWAIT));
+	EXPECT_EQ(0, memcmp(pt, got, sizeof(pt)));
+	rx_since(&d, &self->before);
+	TH_LOG("%lld from skbs, %lld bytes staged", d.skb, d.staged);
+	EXPECT_EQ(1, d.skb);
+	EXPECT_EQ(0, d.staged);
+}
+
+/*
+ * A reader that reads exactly one record's plaintext at a time and
+ * polls in between (fixed-size messages): every record that has
+ * arrived must show as readable, also those that came in while the
+ * one before them waited for the reader, when nothing more arrives.
+ */
+TEST_F(rxpath, record_sized_reads_and_poll_find_every_record)
+{
+	static uint8_t pt[4 * RECLEN], stream[4 * WIRELEN], got[RECLEN];
+	size_t n;
+
+	oss_fill(pt, sizeof(pt), 18);
+	n = seal_stream(&self->to_k, stream, 4, RECLEN, pt);
+	ASSERT_EQ((ssize_t)n, oss_write_all(self->pfd, stream, n));
+	ASSERT_EQ(0, oss_wait_acked(self->pfd, 5000));
+	for (int i = 0; i < 4; i++) {
+		ASSERT_NE(0, oss_wait_in(self->kfd, 3000) & POLLIN)
+			TH_LOG("record %d of 4 not readable", i + 1);
+		ASSERT_EQ((ssize_t)RECLEN,
+			  recv(self->kfd, got, RECLEN, MSG_DONTWAIT))
+			TH_LOG("record %d: %s", i + 1, strerror(errno));
+		EXPECT_EQ(0, memcmp(pt + i * RECLEN, got, RECLEN));
+	}
+}
+
+/*
+ * A receive buffer of rcvbuf bytes (from the handshake on), a peer that
+ * writes records in uneven pieces as fast as TCP takes them, and a
+ * reader that polls, reads a little and sleeps: TCP's window closes
+ * again and again while a record is still arriving.  Every byte must
+ * arrive, each poll within the socket timeout, the whole in bounded
+ * time: a record left in TCP's queue while the window cannot take the
+ * rest of it would stall the connection.
+ */
+#define SLOW_NREC	24
+
+static void slow_reader_gets_every_byte(struct __test_metadata *_metadata,
+					FIXTURE_DATA(rxpath) *self,
+					int family, int rcvbuf)
+{
+	static uint8_t pt[SLOW_NREC * RECLEN];
+	static uint8_t stream[SLOW_NREC * WIRELEN];
+	static uint8_t got[SLOW_NREC * RECLEN];
+	long long t0, ms;
+	struct rx_counts d;
+	const char *step;
+	size_t n, have = 0;
+	int err, eagain = 0;
+	pid_t pid;
+
+	oss_close_pair(&self->kfd, &self->pfd);
+	ASSERT_EQ(0, oss_tcp_pair_rcvbuf(family, false, rcvbuf,
+					 &self->kfd, &self->pfd));
+	err = oss_offload_pair(&self->kfd, &self->pfd, &step);
+	ASSERT_EQ(0, err) TH_LOG("%s: %s", step, strerror(-err));
+	oss_fill(pt, sizeof(pt), 19);
+	n = seal_stream(&self->to_k, stream, SLOW_NREC, RECLEN, pt);
+	ASSERT_EQ(sizeof(stream), n);
+	t0 = oss_now_ms();
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(write_in_pieces(self->pfd, stream, SLOW_NREC, WIRELEN,
+				      5000, 0));
+	while (have < sizeof(got)) {
+		size_t want = sizeof(got) - have < 6000 ?
+			      sizeof(got) - have : 6000;
+		ssize_t r;
+
+		ASSERT_NE(0, oss_wait_in(self->kfd, 5000) & POLLIN)
+			TH_LOG("stalled at %zu of %zu bytes", have,
+			       sizeof(got));
+		r = recv(self->kfd, got + have, want, MSG_DONTWAIT);
+		if (r < 0 && errno == EAGAIN) {
+			eagain++;
+			continue;
+		}
+		ASSERT_LT(0, r) TH_LOG("recv: %s", strerror(errno));
+		have += r;
+		oss_msleep(3);
+	}
+	ms = oss_now_ms() - t0;
+	EXPECT_EQ(0, oss_wait_child(pid));
+	EXPECT_EQ(0, memcmp(pt, got, sizeof(pt)));
+	rx_since(&d, &self->before);
+	TH_LOG("%lld ms; %lld from skbs, %lld bytes staged; %d EAGAIN after poll",
+	       ms, d.skb, d.staged, eagain);
+	EXPECT_EQ(SLOW_NREC, d.opened);
+	EXPECT_GT(30000, ms);
+}
+
+TEST_F(rxpath, slow_reader_with_receive_buffer_below_a_record)
+{
+	slow_reader_gets_every_byte(_metadata, self, variant->family, 4096);
+}
+
+TEST_F(rxpath, slow_reader_with_receive_buffer_of_two_records)
+{
+	slow_reader_gets_every_byte(_metadata, self, variant->family, 32768);
+}
+
+/*
  * The peer sends its sealed records with sendfile() from a file on this
  * host: TCP holds the file's own pages, which a writer of the file could
  * change between the tag check and the decryption.  Though whole in

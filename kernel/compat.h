@@ -28,7 +28,8 @@
  *  - skb_frags_readable() (6.12, device memory TCP): before it, every
  *    frag is memory the CPU can read;
  *  - ICSK_ACK_NOMEM (tested here on 6.12): ossuary_tcp_rcv_nomem() is
- *    false before it.
+ *    false before it;
+ *  - net.ipv4.tcp_shrink_window (6.5): ossuary_tcp_may_shrink().
  */
 #ifndef _OSSUARY_COMPAT_H
 #define _OSSUARY_COMPAT_H
@@ -84,6 +85,23 @@ static inline bool ossuary_tcp_rcv_nomem(const struct sock *sk)
 static inline bool ossuary_tcp_rcv_nomem(const struct sock *sk)
 {
 	return false;
+}
+#endif
+
+/*
+ * net.ipv4.tcp_shrink_window (6.5; backported to some 6.1.y, not all):
+ * TCP may pull its window's right edge back.  Before 6.5 whether the
+ * sysctl exists is unknown, so it is taken as on.
+ */
+#if OSSUARY_KERNEL_SINCE(6, 5, 0)
+static inline bool ossuary_tcp_may_shrink(const struct sock *sk)
+{
+	return READ_ONCE(sock_net(sk)->ipv4.sysctl_tcp_shrink_window);
+}
+#else
+static inline bool ossuary_tcp_may_shrink(const struct sock *sk)
+{
+	return true;
 }
 #endif
 

@@ -430,14 +430,19 @@ enum ossuary_rx_frame {
  * reaches); TCP just dropped a segment for want of memory (it calls
  * data_ready then too); or the rest will never come (FIN).  Then copy
  * mode: this record is copied out as it comes, to its end (rx_stage).
- * TCP never moves the right edge of its window back, so as long as more
- * than a segment of it is left the peer can send, and its segment
- * brings data_ready; when it is not, the record is copied now.
+ * By default TCP never moves the right edge of its window back, so as
+ * long as more than a segment of it is left the peer can send, and its
+ * segment brings data_ready; when it is not, the record is copied now.
+ * With net.ipv4.tcp_shrink_window TCP may advertise a zero window once
+ * its free space is below a segment, after the data_ready that decided
+ * to wait: that free space is a reason to copy too.
  */
 static enum ossuary_rx_frame ossuary_rx_wait_or_copy(struct sock *sk,
 						     struct ossuary_ctx *ctx)
 {
 	if (!tcp_epollin_ready(sk, INT_MAX) && !ossuary_tcp_rcv_nomem(sk) &&
+	    (!ossuary_tcp_may_shrink(sk) ||
+	     tcp_space(sk) >= (int)inet_csk(sk)->icsk_ack.rcv_mss) &&
 	    !(READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN) &&
 	    !sock_flag(sk, SOCK_DONE))
 		return OSSUARY_RX_FRAME_WAIT;

@@ -1051,11 +1051,12 @@ static int ossuary_rx_idle(struct sock *sk, struct ossuary_ctx *ctx,
  */
 static void ossuary_rx_refill(struct sock *sk, struct ossuary_ctx *ctx)
 {
-	bool was = ossuary_rx_readable(sk, ctx);
+	bool was;
 
 	sock_owned_by_me(sk);
 	if (ctx->rx_err || ctx->rx_ready || ctx->rx_open)
 		return;
+	was = ossuary_rx_readable(sk, ctx);
 	ossuary_rx_process(sk, ctx, sk->sk_allocation);
 	if (!was && ossuary_rx_readable(sk, ctx))
 		ctx->saved_data_ready(sk);

@@ -468,9 +468,10 @@ static int ossuary_tx_push(struct sock *sk, struct ossuary_ctx *ctx)
 			 * Our record bytes never change while an skb holds
 			 * them (a fragment page is reused from its start only
 			 * when nobody else holds it; otherwise records go on
-			 * after the bytes already there): a receiver on this host may open the
-			 * record straight from them (see rx.c), as it may
-			 * not from pages a file or a pipe lent to TCP.
+			 * after the bytes already there): a receiver on this
+			 * host may open the record straight from them (see
+			 * rx.c), as it may not from pages a file or a pipe
+			 * lent to TCP.
 			 */
 			msg.msg_flags = MSG_SPLICE_PAGES | MSG_DONTWAIT |
 					MSG_NOSIGNAL | MSG_NO_SHARED_FRAGS;
